@@ -1,0 +1,118 @@
+"""Settings of the poller, read once from the environment the template sets."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+_N = TypeVar("_N", int, float)
+
+
+class ConfigError(ValueError):
+    """The environment does not describe a usable configuration."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a run needs to know that is not in the event.
+
+    Only `TABLE_NAME`, `BUCKET_NAME`, `TOPIC_ARN` and `API_KEY_SECRET_ARN` are required;
+    the rest have the defaults the template also uses.
+    """
+
+    table_name: str
+    bucket_name: str
+    topic_arn: str
+    api_key_secret_id: str
+    api_base_url: str = "https://api.cometapi.com"
+    api_version: str = "2024-11-06"
+    allowed_private_networks: tuple[IPNetwork, ...] = ()
+    key_prefix: str = "runway"
+    event_source: str = "runway-archiver"
+    expire_after_seconds: int = 24 * 3600
+    lease_seconds: int = 300
+    poll_concurrency: int = 16
+    archive_concurrency: int = 4
+    min_poll_interval_seconds: int = 30
+    max_poll_interval_seconds: int = 600
+    fast_polls: int = 10
+    claim_cutoff_seconds: float = 90.0
+    max_media_bytes: int = 5 * 1024**3
+    connect_timeout_seconds: float = 3.05
+    read_timeout_seconds: float = 20.0
+
+    def __post_init__(self) -> None:
+        if not self.api_base_url.startswith(("https://", "http://")):
+            raise ConfigError(f"COMETAPI_BASE_URL must be an http(s) URL, got {self.api_base_url!r}")
+        if self.poll_concurrency < 1 or self.archive_concurrency < 1:
+            raise ConfigError("POLL_CONCURRENCY and ARCHIVE_CONCURRENCY must be at least 1")
+        if not 0 < self.min_poll_interval_seconds <= self.max_poll_interval_seconds:
+            raise ConfigError("need 0 < MIN_POLL_INTERVAL_SECONDS <= MAX_POLL_INTERVAL_SECONDS")
+        if self.lease_seconds < 60:
+            raise ConfigError("LEASE_SECONDS must be at least 60")
+        if "/" in self.key_prefix.strip("/") or not self.key_prefix.strip("/"):
+            raise ConfigError("KEY_PREFIX must be one non-empty path segment")
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> Settings:
+        """Build settings from environment variables; errors name the offending variable."""
+
+        def required(name: str) -> str:
+            value = environ.get(name, "").strip()
+            if not value:
+                raise ConfigError(f"environment variable {name} is required and is not set")
+            return value
+
+        def number(name: str, parse: Callable[[str], _N], default: _N) -> _N:
+            raw = environ.get(name, "").strip()
+            if not raw:
+                return default
+            try:
+                return parse(raw)
+            except ValueError as exc:
+                raise ConfigError(f"environment variable {name}={raw!r} is not a number") from exc
+
+        return cls(
+            table_name=required("TABLE_NAME"),
+            bucket_name=required("BUCKET_NAME"),
+            topic_arn=required("TOPIC_ARN"),
+            api_key_secret_id=required("API_KEY_SECRET_ARN"),
+            api_base_url=environ.get("COMETAPI_BASE_URL", "").strip().rstrip("/") or cls.api_base_url,
+            api_version=environ.get("RUNWAY_API_VERSION", "").strip() or cls.api_version,
+            allowed_private_networks=_parse_networks(environ.get("ALLOWED_PRIVATE_NETWORKS", "")),
+            key_prefix=environ.get("KEY_PREFIX", "").strip().strip("/") or cls.key_prefix,
+            event_source=environ.get("EVENT_SOURCE", "").strip() or cls.event_source,
+            expire_after_seconds=int(3600 * number("EXPIRE_AFTER_HOURS", float, cls.expire_after_seconds / 3600)),
+            lease_seconds=number("LEASE_SECONDS", int, cls.lease_seconds),
+            poll_concurrency=number("POLL_CONCURRENCY", int, cls.poll_concurrency),
+            min_poll_interval_seconds=number(
+                "MIN_POLL_INTERVAL_SECONDS", int, cls.min_poll_interval_seconds
+            ),
+            max_poll_interval_seconds=number(
+                "MAX_POLL_INTERVAL_SECONDS", int, cls.max_poll_interval_seconds
+            ),
+            archive_concurrency=number("ARCHIVE_CONCURRENCY", int, cls.archive_concurrency),
+            fast_polls=number("FAST_POLLS", int, cls.fast_polls),
+            claim_cutoff_seconds=number("CLAIM_CUTOFF_SECONDS", float, cls.claim_cutoff_seconds),
+            max_media_bytes=number("MAX_MEDIA_BYTES", int, cls.max_media_bytes),
+            connect_timeout_seconds=number("CONNECT_TIMEOUT_SECONDS", float, cls.connect_timeout_seconds),
+            read_timeout_seconds=number("READ_TIMEOUT_SECONDS", float, cls.read_timeout_seconds),
+        )
+
+
+def _parse_networks(raw: str) -> tuple[IPNetwork, ...]:
+    networks = []
+    for part in raw.split(","):
+        cidr = part.strip()
+        if not cidr:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(cidr, strict=False))
+        except ValueError as exc:
+            raise ConfigError(f"ALLOWED_PRIVATE_NETWORKS has an invalid CIDR {cidr!r}: {exc}") from exc
+    return tuple(networks)

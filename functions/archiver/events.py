@@ -1,0 +1,81 @@
+"""The completion event: a CloudEvents 1.0 JSON object, published to SNS."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from mypy_boto3_sns import SNSClient
+
+EVENT_TYPES = {
+    "ARCHIVED": "runway.task.archived",
+    "FAILED": "runway.task.failed",
+    "EXPIRED": "runway.task.expired",
+}
+# Event ids are derived, not random: the same task and outcome always give the same id,
+# so a consumer can drop a redelivered duplicate.
+_EVENT_ID_NAMESPACE = uuid.UUID("5b0b8e55-7c1f-4f0e-9b51-4d8f1f3c6a21")
+
+
+def event_id(task_id: str, status: str) -> str:
+    return str(uuid.uuid5(_EVENT_ID_NAMESPACE, f"{task_id}/{status}"))
+
+
+def build_event(
+    *,
+    source: str,
+    task_id: str,
+    status: str,
+    time: str,
+    assets: Mapping[str, Mapping[str, Any] | None],
+    prompt: str | None,
+    prompt_en: str | None,
+    error: str | None,
+    provider: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    return {
+        "specversion": "1.0",
+        "id": event_id(task_id, status),
+        "source": source,
+        "type": EVENT_TYPES[status],
+        "subject": task_id,
+        "time": time,
+        "datacontenttype": "application/json",
+        "data": {
+            "task_id": task_id,
+            "status": status,
+            "assets": {role: assets.get(role) for role in ("video", "poster", "last_frame")},
+            "prompt": prompt,
+            "prompt_en": prompt_en,
+            "error": error,
+            "provider": provider,
+        },
+    }
+
+
+def encode(event: Mapping[str, Any]) -> str:
+    return json.dumps(event, separators=(",", ":"), sort_keys=True)
+
+
+class EventPublisher:
+    """Publishes stored events to the completion topic, with filterable attributes."""
+
+    def __init__(self, sns: SNSClient, topic_arn: str) -> None:
+        self._sns = sns
+        self._topic_arn = topic_arn
+
+    def publish(self, message: str) -> str:
+        event = json.loads(message)
+        response = self._sns.publish(
+            TopicArn=self._topic_arn,
+            Message=message,
+            MessageAttributes={
+                "type": {"DataType": "String", "StringValue": event["type"]},
+                "status": {"DataType": "String", "StringValue": event["data"]["status"]},
+            },
+        )
+        return response["MessageId"]

@@ -1,0 +1,371 @@
+"""Copy a third-party media URL into S3 as a stream, behind an address guard.
+
+The URLs come from a third party's answer, so they are hostile until proven otherwise: only
+http(s), and never a connection to a loopback, private, link-local or reserved address (unless
+the operator allowed that network), nor to the instance-metadata service. The check is made on
+the address the socket actually connects to, after our own DNS lookup, so a host name that
+resolves differently a second time (DNS rebinding) gains nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import mimetypes
+import posixpath
+import socket
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urljoin, urlsplit
+
+import urllib3
+from boto3.s3.transfer import TransferConfig
+from botocore.exceptions import BotoCoreError, ClientError
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import HTTPError as Urllib3Error
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from mypy_boto3_s3 import S3Client
+
+    from .config import IPNetwork
+
+MiB = 1024 * 1024
+MAX_REDIRECTS = 3
+# Refused whatever the operator allows: the EC2 and ECS credential endpoints.
+METADATA_ADDRESSES = frozenset(
+    ipaddress.ip_address(a) for a in ("169.254.169.254", "169.254.170.2", "fd00:ec2::254")
+)
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_EXTENSIONS = {
+    "video/mp4": ".mp4",
+    "video/quicktime": ".mov",
+    "video/webm": ".webm",
+    "image/png": ".png",
+    "image/jpeg": ".jpg",
+    "image/webp": ".webp",
+    "image/gif": ".gif",
+}
+_GENERIC_TYPES = frozenset({"application/octet-stream", "binary/octet-stream"})
+
+
+class MediaError(Exception):
+    """A media copy that did not happen. `permanent` errors will not heal by retrying."""
+
+    permanent: bool = False
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class AddressRefused(MediaError):
+    """The URL points somewhere the function must never read from."""
+
+    permanent = True
+
+
+class MediaTooLarge(MediaError):
+    permanent = True
+
+
+class AddressGuard:
+    """Decides which URLs and addresses the function may download from."""
+
+    def __init__(self, allowed_private_networks: Iterable[IPNetwork] = ()) -> None:
+        self._allowed = tuple(allowed_private_networks)
+
+    def check_url(self, url: str) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https"):
+            raise AddressRefused(f"refused URL scheme {parts.scheme or '(none)'!r}: only http and https")
+        if not parts.hostname:
+            raise AddressRefused("refused URL without a host")
+        try:
+            literal = ipaddress.ip_address(parts.hostname)
+        except ValueError:
+            return  # a name: checked when it is resolved and connected to
+        self.check_address(literal, parts.hostname)
+
+    def check_address(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address, host: str) -> None:
+        reason = self._refusal(address)
+        if reason:
+            raise AddressRefused(f"refused {host} -> {address}: {reason}")
+
+    def _refusal(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+        for candidate in _embedded_addresses(address):
+            if candidate in METADATA_ADDRESSES:
+                return "instance metadata address"
+        if any(address in network for network in self._allowed):
+            return None
+        for candidate in _embedded_addresses(address):
+            if not candidate.is_global or candidate.is_multicast:
+                return "not a public address (loopback, private, link-local or reserved)"
+        return None
+
+    def connect(self, host: str, port: int, timeout: float | None,
+                source_address: tuple[str, int] | None,
+                socket_options: Any) -> socket.socket:
+        """Resolve `host`, refuse if any address is off limits, connect to a checked address."""
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+        for address in addresses:
+            self.check_address(address, host)
+        last_error: OSError | None = None
+        for family, socktype, proto, _, sockaddr in infos:
+            sock = socket.socket(family, socktype, proto)
+            try:
+                for option in socket_options or ():
+                    sock.setsockopt(*option)
+                if timeout is not None:
+                    sock.settimeout(timeout)
+                if source_address:
+                    sock.bind(source_address)
+                sock.connect(sockaddr)
+                peer = ipaddress.ip_address(str(sock.getpeername()[0]).split("%")[0])
+                self.check_address(peer, host)
+            except OSError as exc:
+                last_error = exc
+                sock.close()
+                continue
+            except AddressRefused:
+                sock.close()
+                raise
+            return sock
+        raise last_error or OSError(f"no address to connect to for {host}")
+
+
+def _embedded_addresses(
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address,
+) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The address itself and any IPv4 address it carries (mapped, 6to4, NAT64)."""
+    found: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [address]
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped:
+            found.append(address.ipv4_mapped)
+        if address.sixtofour:
+            found.append(address.sixtofour)
+        if address in _NAT64:
+            found.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    return found
+
+
+def guarded_pool_manager(guard: AddressGuard, **pool_kwargs: Any) -> urllib3.PoolManager:
+    """A PoolManager whose every connection goes through `guard.connect`."""
+
+    class GuardedHTTPConnection(HTTPConnection):
+        def _new_conn(self) -> socket.socket:
+            return _guarded_new_conn(self, guard)
+
+    class GuardedHTTPSConnection(HTTPSConnection):
+        def _new_conn(self) -> socket.socket:
+            return _guarded_new_conn(self, guard)
+
+    class GuardedHTTPPool(HTTPConnectionPool):
+        ConnectionCls = GuardedHTTPConnection
+
+    class GuardedHTTPSPool(HTTPSConnectionPool):
+        ConnectionCls = GuardedHTTPSConnection
+
+    manager = urllib3.PoolManager(**pool_kwargs)
+    manager.pool_classes_by_scheme = {"http": GuardedHTTPPool, "https": GuardedHTTPSPool}
+    return manager
+
+
+def _guarded_new_conn(conn: HTTPConnection, guard: AddressGuard) -> socket.socket:
+    from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
+
+    try:
+        return guard.connect(conn.host, conn.port, conn.timeout, conn.source_address, conn.socket_options)
+    except socket.gaierror as exc:
+        raise NameResolutionError(conn.host, conn, exc) from exc
+    except TimeoutError as exc:
+        raise ConnectTimeoutError(conn, f"connection to {conn.host} timed out") from exc
+    except OSError as exc:
+        raise NewConnectionError(conn, f"failed to connect: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class StoredAsset:
+    """One media file as it now lives in the archive bucket."""
+
+    bucket: str
+    key: str
+    size: int
+    sha256: str
+    content_type: str
+
+    def as_dict(self) -> dict[str, str | int]:
+        return {"bucket": self.bucket, "key": self.key, "size": self.size,
+                "sha256": self.sha256, "content_type": self.content_type}
+
+
+class _HashingReader:
+    """A file-like view of an HTTP body that hashes, counts and bounds what passes through."""
+
+    def __init__(self, response: urllib3.BaseHTTPResponse, expected_size: int | None, max_size: int) -> None:
+        self._response = response
+        self._expected_size = expected_size
+        self._max_size = max_size
+        self._sha256 = hashlib.sha256()
+        self.size = 0
+        self.finished = False
+
+    def read(self, size: int = -1) -> bytes:
+        chunks: list[bytes] = []
+        wanted = size if size >= 0 else None
+        got = 0
+        while wanted is None or got < wanted:
+            try:
+                data = self._response.read(None if wanted is None else wanted - got)
+            except Urllib3Error as exc:
+                raise MediaError(f"download broken off after {self.size + got} bytes: {type(exc).__name__}") from exc
+            if not data:
+                break
+            chunks.append(data)
+            got += len(data)
+        body = b"".join(chunks)
+        self.size += len(body)
+        self._sha256.update(body)
+        if self.size > self._max_size:
+            raise MediaTooLarge(f"body exceeds the limit of {self._max_size} bytes")
+        if wanted is None or got < wanted:
+            self._finish()
+        return body
+
+    def _finish(self) -> None:
+        if self._expected_size is not None and self.size != self._expected_size:
+            raise MediaError(f"body has {self.size} bytes, Content-Length said {self._expected_size}")
+        self.finished = True
+
+    @property
+    def hexdigest(self) -> str:
+        return self._sha256.hexdigest()
+
+
+def streaming_transfer_config(part_size: int = 8 * MiB, concurrency: int = 4,
+                              buffered_parts: int = 4) -> TransferConfig:
+    """Multipart settings for a non-seekable stream: memory is about part size x buffered parts."""
+    config = TransferConfig(multipart_threshold=part_size, multipart_chunksize=part_size,
+                            max_concurrency=concurrency, use_threads=True)
+    # boto3's constructor does not take this s3transfer setting; its default (10) doubles the memory.
+    config.max_in_memory_upload_chunks = buffered_parts
+    return config
+
+
+class MediaArchiver:
+    """Streams media URLs into the archive bucket: never a whole file in memory or on disk."""
+
+    ROLES: ClassVar[dict[str, str]] = {"video": "video", "poster": "image", "last_frame": "image"}
+
+    def __init__(
+        self,
+        s3: S3Client,
+        bucket: str,
+        key_prefix: str,
+        guard: AddressGuard,
+        *,
+        max_bytes: int,
+        http: urllib3.PoolManager | None = None,
+        timeout: urllib3.Timeout | None = None,
+        transfer_config: TransferConfig | None = None,
+    ) -> None:
+        self._s3 = s3
+        self._bucket = bucket
+        self._prefix = key_prefix.strip("/")
+        self._guard = guard
+        self._max_bytes = max_bytes
+        self._http = http or guarded_pool_manager(guard, maxsize=8, block=True)
+        self._timeout = timeout or urllib3.Timeout(connect=3.05, read=30.0)
+        self._transfer = transfer_config or streaming_transfer_config()
+        self._retry = urllib3.Retry(
+            total=2, connect=2, read=2, status=2, redirect=0, other=0,
+            raise_on_redirect=False, raise_on_status=False,
+            status_forcelist=frozenset({500, 502, 503, 504}),
+            backoff_factor=0.5, backoff_jitter=0.5, backoff_max=5.0, retry_after_max=10,
+        )
+
+    def key_for(self, task_id: str, role: str, extension: str) -> str:
+        return f"{self._prefix}/{task_id}/{role}{extension}"
+
+    def copy(self, task_id: str, role: str, url: str) -> StoredAsset:
+        """Copy one URL to `{prefix}/{task_id}/{role}{ext}`; the same key on every retry."""
+        response = self._open(url)
+        try:
+            content_type = _accepted_content_type(role, self.ROLES[role], response, url)
+            expected = _content_length(response)
+            if expected is not None and expected > self._max_bytes:
+                raise MediaTooLarge(f"Content-Length {expected} exceeds the limit of {self._max_bytes} bytes")
+            key = self.key_for(task_id, role, _extension(content_type, url))
+            reader = _HashingReader(response, expected, self._max_bytes)
+            try:
+                self._s3.upload_fileobj(
+                    reader, self._bucket, key,  # type: ignore[arg-type]
+                    ExtraArgs={"ContentType": content_type}, Config=self._transfer,
+                )
+            except (ClientError, BotoCoreError) as exc:
+                raise MediaError(f"upload to s3://{self._bucket}/{key} failed: {type(exc).__name__}") from exc
+            if not reader.finished:
+                raise MediaError("upload ended before the download did")
+            return StoredAsset(self._bucket, key, reader.size, reader.hexdigest, content_type)
+        finally:
+            response.release_conn()
+
+    def _open(self, url: str) -> urllib3.BaseHTTPResponse:
+        """GET `url`, following at most MAX_REDIRECTS redirects, each hop re-checked."""
+        current = url
+        for _ in range(MAX_REDIRECTS + 1):
+            self._guard.check_url(current)
+            try:
+                response = self._http.request(
+                    "GET", current, preload_content=False, redirect=False,
+                    retries=self._retry, timeout=self._timeout,
+                )
+            except Urllib3Error as exc:
+                raise MediaError(f"download of {_safe(current)} failed: {type(exc).__name__}") from exc
+            if response.status in (301, 302, 303, 307, 308) and response.headers.get("Location"):
+                current = urljoin(current, response.headers["Location"])
+                response.drain_conn()
+                response.release_conn()
+                continue
+            if response.status != 200:
+                response.drain_conn()
+                response.release_conn()
+                raise MediaError(f"download of {_safe(current)} answered HTTP {response.status}")
+            return response
+        raise MediaError(f"more than {MAX_REDIRECTS} redirects from {_safe(url)}")
+
+
+def _accepted_content_type(role: str, kind: str, response: urllib3.BaseHTTPResponse, url: str) -> str:
+    declared = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if not declared or declared in _GENERIC_TYPES:
+        guessed, _ = mimetypes.guess_type(urlsplit(url).path)
+        return guessed if guessed and guessed.startswith(kind + "/") else declared or "application/octet-stream"
+    if not declared.startswith(kind + "/"):
+        raise MediaError(f"{role} answered Content-Type {declared!r}, expected {kind}/*")
+    return declared
+
+
+def _content_length(response: urllib3.BaseHTTPResponse) -> int | None:
+    raw = response.headers.get("Content-Length")
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise MediaError(f"invalid Content-Length {raw[:40]!r}") from exc
+
+
+def _extension(content_type: str, url: str) -> str:
+    if content_type in _EXTENSIONS:
+        return _EXTENSIONS[content_type]
+    suffix = posixpath.splitext(urlsplit(url).path)[1].lower()
+    return suffix if suffix in _EXTENSIONS.values() else ""
+
+
+def _safe(url: str) -> str:
+    """A URL for logs: scheme, host and path; a query string may carry a signature."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"[:200]

@@ -1,0 +1,338 @@
+"""One run of the archiver: announce leftovers, discover, claim, poll, archive, record, announce."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools import Logger
+from botocore.exceptions import BotoCoreError, ClientError
+
+from . import events
+from .feed import FeedAnswer, FeedError, Progress
+from .media import MediaError
+from .tasks import ARCHIVED, EXPIRED, FAILED, Claim, LeaseLost, from_dynamo
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Mapping
+    from datetime import datetime
+
+    from .config import Settings
+    from .events import EventPublisher
+    from .feed import FeedClient
+    from .media import MediaArchiver, StoredAsset
+    from .tasks import TaskStore
+
+logger = Logger(child=True)
+
+# A task id becomes part of S3 keys: one safe path segment, nothing else.
+VALID_TASK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}")
+ASSET_ROLES = ("poster", "last_frame", "video")  # small files first: a broken poster costs no video copy
+
+
+@dataclass
+class RunSummary:
+    """What one run did; the handler returns it and turns it into metrics."""
+
+    run_id: str
+    now: str
+    due: int = 0
+    discovery_items_read: int = 0
+    claimed: int = 0
+    claim_conflicts: int = 0
+    polled: int = 0
+    poll_errors: int = 0
+    still_pending: int = 0
+    archived: int = 0
+    failed: int = 0
+    expired: int = 0
+    archive_errors: int = 0
+    bytes_archived: int = 0
+    announced: int = 0
+    publish_errors: int = 0
+    task_errors: int = 0
+    left_for_next_run: int = 0
+    configuration_error: str | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, **counts: int) -> None:
+        with self._lock:
+            for name, value in counts.items():
+                setattr(self, name, getattr(self, name) + value)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str
+    error: str | None = None
+    assets: Mapping[str, StoredAsset | None] = field(default_factory=dict)
+
+
+class Poller:
+    """Runs the archive cycle over every due task, in a bounded pool of threads."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: TaskStore,
+        feed: FeedClient,
+        media: MediaArchiver,
+        publisher: EventPublisher,
+        *,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.feed = feed
+        self.media = media
+        self.publisher = publisher
+        self.wall_clock = wall_clock
+        # Copies hold memory (multipart buffers); polls hardly any. Bound copies separately.
+        self.copy_slots = threading.BoundedSemaphore(settings.archive_concurrency)
+
+    def run(self, now: datetime, remaining_seconds: Callable[[], float]) -> RunSummary:
+        run = _Run(self, now, remaining_seconds)
+        run.announce_leftovers()
+        run.poll_due_tasks()
+        return run.summary
+
+
+class _Run:
+    """The state of one run: its id, its clock, its summary and whether it should stop."""
+
+    def __init__(self, poller: Poller, now: datetime, remaining_seconds: Callable[[], float]) -> None:
+        self.p = poller
+        self.settings = poller.settings
+        self.now = now
+        self.now_epoch = int(now.timestamp())
+        self.now_iso = now.isoformat().replace("+00:00", "Z")
+        self.remaining_seconds = remaining_seconds
+        self.run_id = str(uuid.uuid4())
+        self.summary = RunSummary(run_id=self.run_id, now=self.now_iso)
+        self.stop_reason: str | None = None
+
+    # -- the two phases -------------------------------------------------------------------
+    def announce_leftovers(self) -> None:
+        """Publish outcomes that an earlier run recorded but could not announce."""
+        leftovers = self.p.store.unannounced(self.wall_now())
+        for task_id in leftovers.task_ids:
+            if self.should_stop():
+                break
+            claim = self.p.store.claim_announcement(task_id, self.run_id, self.wall_now(),
+                                                     self.settings.lease_seconds)
+            if claim is None:
+                self.summary.add(claim_conflicts=1)
+                continue
+            with _task_context(task_id):
+                self.announce(claim, str(claim.item["event"]))
+
+    def poll_due_tasks(self) -> None:
+        discovery = self.p.store.due_pending(self.now_epoch, self.wall_now())
+        self.summary.add(due=len(discovery.task_ids), discovery_items_read=discovery.items_read)
+        logger.info("discovered due tasks", extra={"due": len(discovery.task_ids),
+                                                   "items_read": discovery.items_read})
+        if not discovery.task_ids:
+            return
+        workers = min(self.settings.poll_concurrency, len(discovery.task_ids))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="poll") as pool:
+            # list() re-raises nothing: process() keeps every error inside its task.
+            list(pool.map(self.process, discovery.task_ids))
+        if self.stop_reason:
+            logger.warning("run stopped early", extra={"reason": self.stop_reason,
+                                                       "left_for_next_run": self.summary.left_for_next_run})
+
+    # -- one task -------------------------------------------------------------------------
+    def process(self, task_id: str) -> None:
+        if self.should_stop():
+            self.summary.add(left_for_next_run=1)
+            return
+        with _task_context(task_id):
+            try:
+                claim = self.p.store.claim_pending(task_id, self.run_id, self.now_epoch, self.wall_now(),
+                                                    self.settings.lease_seconds)
+                if claim is None:
+                    self.summary.add(claim_conflicts=1)
+                    logger.info("task held by another run or no longer due")
+                    return
+                self.summary.add(claimed=1)
+                self.work_on(claim)
+            except LeaseLost:
+                self.summary.add(claim_conflicts=1)
+                logger.warning("claim taken over by another run; this run's work on the task is dropped")
+            except (ClientError, BotoCoreError) as exc:
+                # The claim stays until its lease runs out; the task is then due again.
+                self.summary.add(task_errors=1)
+                logger.error("AWS call failed; the task will be retried after its lease",
+                             extra={"error": type(exc).__name__})
+            except Exception:  # noqa: BLE001 - one bad task must not end the run; logged with its trace
+                self.summary.add(task_errors=1)
+                logger.exception("unexpected error; the task will be retried after its lease")
+
+    def work_on(self, claim: Claim) -> None:
+        if not VALID_TASK_ID.fullmatch(claim.task_id):
+            self.finish(claim, None, Outcome(FAILED, "task_id is not a valid identifier "
+                                                     "(letters, digits, '_', '.', ':', '-'; at most 200)"))
+            return
+        try:
+            answer = self.p.feed.fetch(claim.task_id)
+        except FeedError as exc:
+            self.summary.add(poll_errors=1)
+            logger.warning("poll failed", extra={"reason": exc.reason, "kind": exc.kind.value,
+                                                 "http_status": exc.http_status, "request_id": exc.request_id})
+            if exc.kind.is_configuration_error:
+                self.stop_reason = self.summary.configuration_error = exc.reason
+            self.keep_pending(claim, None, exc.reason)
+            return
+        self.summary.add(polled=1)
+        if answer.note:
+            logger.warning("feed answer read with care", extra={"note": answer.note})
+        if answer.progress is Progress.FAILED:
+            self.finish(claim, answer, Outcome(FAILED, answer.provider_message or "provider reported failure"))
+        elif answer.progress is Progress.SUCCEEDED:
+            self.archive(claim, answer)
+        else:
+            self.keep_pending(claim, answer, None)
+
+    def archive(self, claim: Claim, answer: FeedAnswer) -> None:
+        urls = {"video": answer.video_url, "poster": answer.poster_url, "last_frame": answer.last_frame_url}
+        assets: dict[str, StoredAsset | None] = {}
+        with self.p.copy_slots:
+            for role in ASSET_ROLES:
+                url = urls[role]
+                if url is None:
+                    assets[role] = None  # absent in the answer: recorded as absent, not an error
+                    continue
+                try:
+                    assets[role] = self.p.media.copy(claim.task_id, role, url)
+                except MediaError as exc:
+                    self.summary.add(archive_errors=1)
+                    logger.warning("media copy failed", extra={"role": role, "reason": exc.reason,
+                                                               "permanent": exc.permanent})
+                    if exc.permanent:
+                        self.finish(claim, answer, Outcome(FAILED, f"{role}: {exc.reason}"))
+                    else:
+                        self.keep_pending(claim, answer, f"{role}: {exc.reason}")
+                    return
+        copied = sum(asset.size for asset in assets.values() if asset)
+        self.summary.add(bytes_archived=copied)
+        self.finish(claim, answer, Outcome(ARCHIVED, assets=assets))
+
+    def keep_pending(self, claim: Claim, answer: FeedAnswer | None, error: str | None) -> None:
+        waited = self.now_epoch - claim.first_seen_at
+        if waited >= self.settings.expire_after_seconds:
+            last = error or (f"last provider status {answer.data.get('status')!r}" if answer else "never answered")
+            hours = self.settings.expire_after_seconds / 3600
+            self.finish(claim, answer, Outcome(EXPIRED, f"no terminal answer within {hours:g} h ({last})"))
+            return
+        polls = claim.poll_count + 1
+        delay = poll_delay(polls, self.settings)
+        fields = {"last_polled_at": self.now_iso, **_provider_fields(answer)}
+        if error:
+            fields["last_error"] = error
+        self.p.store.reschedule(claim, self.now_epoch + delay, fields)
+        self.summary.add(still_pending=1)
+        logger.info("still pending", extra={"next_poll_in_seconds": delay, "polls": polls,
+                                            "progress": answer.progress.value if answer else None})
+
+    def finish(self, claim: Claim, answer: FeedAnswer | None, outcome: Outcome) -> None:
+        """Record the terminal outcome with its event, then announce it."""
+        assets = {role: asset.as_dict() if asset else None for role, asset in outcome.assets.items()}
+        provider = from_dynamo(dict(answer.data)) if answer else _stored_provider(claim)
+        event = events.encode(events.build_event(
+            source=self.settings.event_source,
+            task_id=claim.task_id,
+            status=outcome.status,
+            time=self.now_iso,
+            assets=assets,
+            prompt=_text(provider, "prompt"),
+            prompt_en=_text(provider, "prompt_en"),
+            error=outcome.error,
+            provider=provider,
+        ))
+        fields: dict[str, Any] = {"last_polled_at": self.now_iso, **_provider_fields(answer),
+                                  "error": outcome.error}
+        if outcome.status == ARCHIVED:
+            fields["assets"] = {role: assets.get(role) for role in ("video", "poster", "last_frame")}
+        self.p.store.record_outcome(claim, outcome.status, fields, event, completed_at=self.now_iso)
+        self.summary.add(**{outcome.status.lower(): 1})
+        log = logger.warning if outcome.error else logger.info
+        log("task ended", extra={"status": outcome.status, "error": outcome.error})
+        self.announce(claim, event)
+
+    def announce(self, claim: Claim, event: str) -> None:
+        """Publish a recorded outcome; on failure leave it in the outbox for the next run."""
+        try:
+            self.p.publisher.publish(event)
+        except (ClientError, BotoCoreError) as exc:
+            self.summary.add(publish_errors=1)
+            logger.error("publish failed; the next run publishes it", extra={"error": type(exc).__name__})
+            self.p.store.release(claim)
+            return
+        self.summary.add(announced=1)
+        self.p.store.mark_announced(claim, self.iso_wall_now())
+
+    # -- time -----------------------------------------------------------------------------
+    def should_stop(self) -> bool:
+        if self.stop_reason is None and self.remaining_seconds() < self.settings.claim_cutoff_seconds:
+            self.stop_reason = "the remaining Lambda time is low"
+        return self.stop_reason is not None
+
+    def wall_now(self) -> int:
+        # Leases are about real concurrency, so they run on the wall clock, not the event's time.
+        return int(self.p.wall_clock())
+
+    def iso_wall_now(self) -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.p.wall_clock()))
+
+
+def poll_delay(polls_done: int, settings: Settings) -> int:
+    """Every run for the first `fast_polls` polls, then doubling up to the maximum interval."""
+    doublings = min(max(0, polls_done - settings.fast_polls), 20)
+    return int(min(settings.max_poll_interval_seconds, settings.min_poll_interval_seconds * 2**doublings))
+
+
+@contextmanager
+def _task_context(task_id: str) -> Iterator[None]:
+    """Every log line inside carries the task id, in this thread only."""
+    logger.thread_safe_append_keys(task_id=task_id)
+    try:
+        yield
+    finally:
+        logger.thread_safe_remove_keys(["task_id"])
+
+
+def _provider_fields(answer: FeedAnswer | None) -> dict[str, Any]:
+    if answer is None:
+        return {}
+    data = answer.data
+    fields: dict[str, Any] = {
+        "provider": dict(data),
+        "provider_status": data.get("status"),
+        "provider_state": data.get("state"),
+    }
+    for name in ("prompt", "prompt_en", "point", "refund"):
+        if data.get(name) is not None:
+            fields[name] = data[name]
+    for name in ("create_time", "update_time"):
+        if data.get(name) is not None:
+            fields[f"provider_{name}"] = data[name]
+    return fields
+
+
+def _stored_provider(claim: Claim) -> dict[str, Any] | None:
+    stored = claim.item.get("provider")
+    return from_dynamo(stored) if isinstance(stored, dict) else None
+
+
+def _text(data: Mapping[str, Any] | None, name: str) -> str | None:
+    value = data.get(name) if data else None
+    return value if isinstance(value, str) else None

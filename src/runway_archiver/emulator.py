@@ -1,0 +1,278 @@
+"""A local emulator of the CometAPI Runway feed endpoint and of the CDN that serves its media.
+
+It behaves as FEED_API.md says: `POST /runway/feed` with a Bearer key answers the documented
+envelope, `status` as a string that moves one step per poll along a script (e.g. "0" -> "1" ->
+"3"), `state` words alongside, media URLs (plain http, as documented) served from `/media/...`.
+Faults can be queued per task or per media path, for tests and demos. Media bodies are made on
+the fly from a seed, so a 1 GiB video costs no memory and no disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+STATE_WORDS = {"0": "queued", "1": "running", "2": "failed", "3": "succeeded"}
+CONTENT_TYPES = {".mp4": "video/mp4", ".png": "image/png", ".jpg": "image/jpeg"}
+_BLOCK = 1024 * 1024
+
+
+@dataclass
+class Fault:
+    """One scripted misbehaviour, used once, in order, before the normal answer."""
+
+    status: int = 200
+    body: bytes | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    content_type: str = "application/json"
+    truncate_at: int | None = None  # media: stop sending after this many bytes, then close
+    drop: bool = False  # close the connection without answering
+    delay: float = 0.0
+
+    @classmethod
+    def http(cls, status: int, *, retry_after: int | None = None) -> Fault:
+        envelope = {"error": {"code": "", "message": f"emulated HTTP {status} (request id: emu-{status})",
+                              "type": "comet_api_error"}}
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
+        return cls(status=status, body=json.dumps(envelope).encode(), headers=headers)
+
+    @classmethod
+    def html(cls, status: int = 200) -> Fault:
+        return cls(status=status, body=b"<html><body>Not the API</body></html>", content_type="text/html")
+
+    @classmethod
+    def application_error(cls, code: int = 404, msg: str = "task not found") -> Fault:
+        return cls(body=json.dumps({"code": code, "msg": msg, "data": None}).encode())
+
+    @classmethod
+    def answer(cls, data: dict[str, Any] | None) -> Fault:
+        return cls(body=json.dumps({"code": 200, "msg": "success", "data": data}).encode())
+
+
+@dataclass
+class EmulatedTask:
+    task_id: str
+    script: list[str]  # provider status per poll; the last one repeats
+    video_size: int = 256 * 1024
+    poster: bool = True
+    last_frame: bool = True
+    with_state: bool = True
+    fail_message: str = "Generation failed: content moderation"
+    prompt: str = "a cat"
+    polls: int = 0
+
+    def status_now(self) -> str:
+        return self.script[min(self.polls, len(self.script) - 1)]
+
+
+class FeedEmulator:
+    """The feed and its CDN on 127.0.0.1; use as a context manager or start()/stop()."""
+
+    def __init__(self, api_key: str = "emulated-key", *, port: int = 0, latency: float = 0.0) -> None:
+        self.api_key = api_key
+        self.latency = latency
+        self.tasks: dict[str, EmulatedTask] = {}
+        self.feed_faults: dict[str, deque[Fault]] = defaultdict(deque)
+        self.media_faults: dict[str, deque[Fault]] = defaultdict(deque)
+        self.requests: list[tuple[str, str]] = []
+        self.feed_headers: list[dict[str, str]] = []
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler_for(self))
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> FeedEmulator:
+        self._thread = threading.Thread(target=self._server.serve_forever, name="feed-emulator", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> FeedEmulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- scripting ------------------------------------------------------------------------
+    def add_task(self, task_id: str, script: list[str] | str, **options: Any) -> EmulatedTask:
+        steps = script.split() if isinstance(script, str) else list(script)
+        task = EmulatedTask(task_id=task_id, script=steps, **options)
+        with self._lock:
+            self.tasks[task_id] = task
+        return task
+
+    def fail_feed(self, task_id: str, *faults: Fault) -> None:
+        with self._lock:
+            self.feed_faults[task_id].extend(faults)
+
+    def fail_media(self, path: str, *faults: Fault) -> None:
+        with self._lock:
+            self.media_faults[path].extend(faults)
+
+    def polls(self, task_id: str) -> int:
+        return sum(1 for method, path in self.requests if method == "POST" and path == f"feed:{task_id}")
+
+    def media_url(self, task_id: str, name: str) -> str:
+        return f"{self.base_url}/media/{task_id}/{name}"
+
+    # -- answers --------------------------------------------------------------------------
+    def feed_answer(self, task_id: str) -> Fault:
+        with self._lock:
+            queued = self.feed_faults.get(task_id)
+            if queued:
+                return queued.popleft()
+            task = self.tasks.get(task_id)
+            if task is None:
+                return Fault.application_error(404, f"task {task_id} not found")
+            status = task.status_now()
+            task.polls += 1
+        return Fault.answer(self.task_data(task, status))
+
+    def task_data(self, task: EmulatedTask, status: str) -> dict[str, Any]:
+        finished = status == "3"
+        created = "0" if status == "0" else "1724313052"
+        data: dict[str, Any] = {
+            "task_id": task.task_id,
+            "status": status,
+            "prompt": task.prompt,
+            "prompt_en": task.prompt,
+            "video_url": self.media_url(task.task_id, "video.mp4") if finished else None,
+            "poster": self.media_url(task.task_id, "poster.png") if finished and task.poster else None,
+            "last_frame": self.media_url(task.task_id, "last_frame.png") if finished and task.last_frame else None,
+            "msg": task.fail_message if status == "2" else None,
+            "point": "200",
+            "refund": "1" if status == "2" else "0",
+            "create_time": created,
+            "update_time": str(1724313052 + 60 * task.polls),
+        }
+        if task.with_state:
+            data["state"] = STATE_WORDS.get(status, "")
+        return data
+
+    def media_size(self, path: str) -> int | None:
+        """Size of `/media/{task_id}/{name}`, or None when there is no such file."""
+        parts = path.strip("/").split("/")
+        if len(parts) != 3 or parts[0] != "media":
+            return None
+        task = self.tasks.get(parts[1])
+        if task is None:
+            return None
+        if parts[2].startswith("video"):
+            return task.video_size
+        return 32 * 1024 + len(parts[2])
+
+    def next_media_fault(self, path: str) -> Fault | None:
+        with self._lock:
+            queued = self.media_faults.get(path)
+            return queued.popleft() if queued else None
+
+
+def media_bytes(path: str, size: int) -> Iterator[bytes]:
+    """The body served for `path`: a seeded block repeated, then cut to `size` bytes."""
+    seed = hashlib.sha256(path.encode()).digest()
+    block = (seed * (_BLOCK // len(seed) + 1))[:_BLOCK]
+    sent = 0
+    while sent < size:
+        chunk = block[: min(_BLOCK, size - sent)]
+        sent += len(chunk)
+        yield chunk
+
+
+def media_sha256(path: str, size: int) -> str:
+    digest = hashlib.sha256()
+    for chunk in media_bytes(path, size):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _handler_for(emulator: FeedEmulator) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+            return  # quiet: tests and the demo print what matters
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length)
+            if self.path != "/runway/feed":
+                self._send(Fault(status=301, body=b"<html>Moved</html>", content_type="text/html",
+                                 headers={"Location": "https://example.invalid/"}))
+                return
+            if emulator.latency:
+                time.sleep(emulator.latency)
+            try:
+                task_id = str(json.loads(raw)["task_id"])
+            except (ValueError, KeyError, TypeError):
+                self._send(Fault.http(400))
+                return
+            with emulator._lock:
+                emulator.requests.append(("POST", f"feed:{task_id}"))
+                emulator.feed_headers.append(dict(self.headers.items()))
+            if self.headers.get("Authorization") != f"Bearer {emulator.api_key}":
+                self._send(Fault.http(401))
+                return
+            self._send(emulator.feed_answer(task_id))
+
+        def do_GET(self) -> None:
+            with emulator._lock:
+                emulator.requests.append(("GET", self.path))
+            fault = emulator.next_media_fault(self.path)
+            size = emulator.media_size(self.path)
+            if fault is not None and fault.truncate_at is None:
+                self._send(fault)
+                return
+            if size is None:
+                self._send(Fault(status=404, body=b"not found", content_type="text/plain"))
+                return
+            suffix = self.path[self.path.rfind("."):]
+            self.send_response(200)
+            self.send_header("Content-Type", CONTENT_TYPES.get(suffix, "application/octet-stream"))
+            self.send_header("Content-Length", str(size))
+            self.end_headers()
+            limit = fault.truncate_at if fault is not None and fault.truncate_at is not None else size
+            sent = 0
+            for chunk in media_bytes(self.path, size):
+                piece = chunk[: max(0, limit - sent)]
+                if piece:
+                    self.wfile.write(piece)
+                    sent += len(piece)
+                if sent >= limit:
+                    break
+            if sent < size:
+                self.close_connection = True
+
+        def _send(self, fault: Fault) -> None:
+            if fault.delay:
+                time.sleep(fault.delay)
+            if fault.drop:
+                self.close_connection = True
+                return
+            body = fault.body or b""
+            self.send_response(fault.status)
+            self.send_header("Content-Type", fault.content_type)
+            self.send_header("Content-Length", str(len(body)))
+            for name, value in fault.headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(body)
+
+    return Handler

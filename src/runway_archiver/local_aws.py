@@ -1,0 +1,216 @@
+"""Deploy template.yaml into an emulated AWS (moto) the way `sam deploy` would, as far as moto goes.
+
+The SAM transform runs locally (aws-sam-translator), the Lambda code is zipped into moto's S3,
+and moto's CloudFormation creates the stack. moto does not create two resource types the
+template uses, so this module makes up for them, and says so:
+- `AWS::SecretsManager::Secret`: created here with the given key, and the function's
+  `API_KEY_SECRET_ARN` (which moto silently drops) filled in with its ARN;
+- `AWS::Scheduler::Schedule`: not created; the demo invokes the poller as the schedule would.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import zipfile
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping
+
+    import boto3
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = REPO_ROOT / "template.yaml"
+FUNCTION_SOURCE = REPO_ROOT / "functions"
+ARTIFACT_BUCKET = "runway-archiver-local-artifacts"
+REGION = "us-east-1"
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",  # noqa: S105 - moto's conventional dummy value
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+}
+
+
+@dataclass(frozen=True)
+class DeployedStack:
+    """What a deploy produced: the stack outputs and the poller's environment."""
+
+    stack_name: str
+    outputs: Mapping[str, str]
+    function_environment: Mapping[str, str]
+
+    @property
+    def table_name(self) -> str:
+        return self.outputs["TasksTableName"]
+
+    @property
+    def bucket_name(self) -> str:
+        return self.outputs["ArchiveBucketName"]
+
+    @property
+    def topic_arn(self) -> str:
+        return self.outputs["CompletionTopicArn"]
+
+
+def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
+    """template.yaml as a dict, short-form intrinsics (!Ref, !Sub) expanded."""
+    from samtranslator.yaml_helper import yaml_parse
+
+    parsed: dict[str, Any] = yaml_parse(path.read_text())
+    return parsed
+
+
+def package_function(source: Path = FUNCTION_SOURCE) -> bytes:
+    """The Lambda artefact as `sam build` lays it out for CodeUri: runtime code only."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(source.rglob("*.py")):
+            if "__pycache__" not in path.parts:
+                archive.write(path, path.relative_to(source).as_posix())
+    return buffer.getvalue()
+
+
+_transformed: dict[str, dict[str, Any]] = {}
+
+
+def transform(template: dict[str, Any], parameters: Mapping[str, str], code_uri: str,
+              session: boto3.session.Session) -> dict[str, Any]:
+    """Apply the SAM transform, pointing every function's CodeUri at `code_uri` (an s3:// URI).
+
+    The result depends only on the arguments, so it is kept: tests deploy many times a session.
+    """
+    from samtranslator.public.translator import ManagedPolicyLoader
+    from samtranslator.translator.transform import transform as sam_transform
+
+    cache_key = json.dumps([template, dict(parameters), code_uri], sort_keys=True)
+    if cache_key in _transformed:
+        return json.loads(json.dumps(_transformed[cache_key]))
+    template = json.loads(json.dumps(template))
+    for resource in template["Resources"].values():
+        if resource.get("Type") == "AWS::Serverless::Function":
+            resource["Properties"]["CodeUri"] = code_uri
+    result: dict[str, Any] = sam_transform(template, dict(parameters), ManagedPolicyLoader(session.client("iam")))
+    _transformed[cache_key] = result
+    return json.loads(json.dumps(result))
+
+
+def deploy(session: boto3.session.Session, *, stack_name: str = "runway-archiver-local",
+           parameters: Mapping[str, str] | None = None, api_key: str = "local-demo-key") -> DeployedStack:
+    """Deploy template.yaml into the AWS that `session` talks to (moto), return what it made."""
+    parameters = dict(parameters or {})
+    s3 = session.client("s3")
+    s3.create_bucket(Bucket=ARTIFACT_BUCKET)
+    s3.put_object(Bucket=ARTIFACT_BUCKET, Key="poller.zip", Body=package_function())
+    cloud = transform(load_template(), parameters, f"s3://{ARTIFACT_BUCKET}/poller.zip", session)
+
+    cfn = session.client("cloudformation")
+    cfn.create_stack(
+        StackName=stack_name,
+        TemplateBody=json.dumps(cloud),
+        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+        Capabilities=["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"],
+    )
+    cfn.get_waiter("stack_create_complete").wait(StackName=stack_name, WaiterConfig={"Delay": 1})
+    stack = cfn.describe_stacks(StackName=stack_name)["Stacks"][0]
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+
+    # moto does not create AWS::SecretsManager::Secret: make it, with the key, as an operator would.
+    secret_arn = session.client("secretsmanager").create_secret(
+        Name=f"{stack_name}-api-key", SecretString=api_key)["ARN"]
+    outputs["ApiKeySecretArn"] = secret_arn
+
+    lambda_client = session.client("lambda")
+    configuration = lambda_client.get_function_configuration(FunctionName=outputs["PollerFunctionName"])
+    # moto hands back Number parameters as numbers; Lambda environments are strings.
+    environment = {k: str(v) for k, v in configuration.get("Environment", {}).get("Variables", {}).items()}
+    environment["API_KEY_SECRET_ARN"] = secret_arn
+    lambda_client.update_function_configuration(
+        FunctionName=outputs["PollerFunctionName"], Environment={"Variables": environment})
+    return DeployedStack(stack_name, outputs, environment)
+
+
+# -- moto_server in its own process -------------------------------------------------------------
+def free_port() -> int:
+    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class MotoServer:
+    """`moto_server` on loopback as a separate process (so its memory is not ours)."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> MotoServer:
+        self._process = subprocess.Popen(  # noqa: S603 - our own interpreter, fixed arguments
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.endpoint}/moto-api/", timeout=1):  # noqa: S310 - loopback
+                    return self
+            except OSError:
+                if self._process.poll() is not None:
+                    raise RuntimeError("moto_server exited at start-up") from None
+                time.sleep(0.1)
+        self.__exit__()
+        raise RuntimeError(f"moto_server did not answer on {self.endpoint} within 30 s")
+
+    def __exit__(self, *exc: object) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait(timeout=10)
+
+    def environment(self) -> dict[str, str]:
+        """What boto3 needs to talk to this server instead of AWS."""
+        return {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": self.endpoint}
+
+
+@contextmanager
+def patched_environ(values: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables for the duration of a `with` block."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, old in saved.items():
+            if old is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = old
+
+
+class LocalLambdaContext:
+    """The parts of the Lambda context the handler and Powertools read, with a real deadline."""
+
+    def __init__(self, function_name: str = "runway-archiver-poller", timeout_seconds: float = 240.0) -> None:
+        self.function_name = function_name
+        self.function_version = "$LATEST"
+        self.memory_limit_in_mb = 1024
+        self.invoked_function_arn = f"arn:aws:lambda:{REGION}:123456789012:function:{function_name}"
+        self.aws_request_id = f"local-{time.time_ns()}"
+        self.log_group_name = f"/aws/lambda/{function_name}"
+        self.log_stream_name = "local"
+        self._deadline = time.monotonic() + timeout_seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))

@@ -1,0 +1,44 @@
+"""Register tasks for archiving: put {task_id, status: "PENDING"} unless the task is known."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import boto3
+from botocore.exceptions import ClientError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from mypy_boto3_dynamodb.service_resource import Table
+
+
+@dataclass
+class Registration:
+    registered: list[str] = field(default_factory=list)
+    already_known: list[str] = field(default_factory=list)
+
+
+def register_tasks(table: str | Table, task_ids: Iterable[str]) -> Registration:
+    """Register each task id once; an id already in the table is left as it is (never reset).
+
+    `table` is a table name (boto3's default session is used) or a boto3 Table resource.
+    """
+    target = boto3.resource("dynamodb").Table(table) if isinstance(table, str) else table
+    result = Registration()
+    for raw in task_ids:
+        task_id = raw.strip()
+        if not task_id:
+            raise ValueError("a task id must not be empty")
+        try:
+            target.put_item(
+                Item={"task_id": task_id, "status": "PENDING"},
+                ConditionExpression="attribute_not_exists(task_id)",
+            )
+            result.registered.append(task_id)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            result.already_known.append(task_id)
+    return result
