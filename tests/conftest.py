@@ -1,0 +1,137 @@
+"""Shared fixtures: emulated AWS (moto) with template.yaml deployed, and the feed emulator."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from runway_archiver.emulator import FeedEmulator
+from runway_archiver.local_aws import FAKE_CREDENTIALS, DeployedStack, LocalLambdaContext, deploy
+
+EVENTS = Path(__file__).resolve().parents[1] / "events"
+API_KEY = "test-key-5f0c"  # the emulator's key; tests assert it never shows in logs
+
+
+def load_event(name: str) -> dict[str, Any]:
+    """A sample from events/ (the same files the README's `sam local invoke` examples use)."""
+    loaded: dict[str, Any] = json.loads((EVENTS / name).read_text())
+    return loaded
+
+
+@pytest.fixture(autouse=True)
+def aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dummy credentials and no endpoint override: nothing here may reach real AWS."""
+    for name, value in FAKE_CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "RunwayArchiverTests")
+
+
+@pytest.fixture
+def feed() -> Iterator[FeedEmulator]:
+    with FeedEmulator(api_key=API_KEY) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def stack(feed: FeedEmulator) -> Iterator[DeployedStack]:
+    """template.yaml deployed into moto, configured for the feed emulator on loopback."""
+    with mock_aws():
+        yield deploy(boto3.session.Session(), api_key=API_KEY, parameters={
+            "CometApiBaseUrl": feed.base_url,
+            "AllowedPrivateNetworks": "127.0.0.1/32",
+        })
+
+
+@dataclass
+class Archive:
+    """The deployed stack as a user sees it: register tasks, run the poller, read the results."""
+
+    stack: DeployedStack
+    monkeypatch: pytest.MonkeyPatch
+    queue_url: str
+    log_stream: io.StringIO = field(default_factory=io.StringIO)
+
+    @property
+    def table(self) -> Any:
+        return boto3.resource("dynamodb").Table(self.stack.table_name)
+
+    def register(self, *task_ids: str) -> None:
+        from runway_archiver.register import register_tasks
+
+        register_tasks(self.table, task_ids)
+
+    def item(self, task_id: str) -> dict[str, Any]:
+        item: dict[str, Any] = self.table.get_item(Key={"task_id": task_id}, ConsistentRead=True)["Item"]
+        return item
+
+    def run(self, at: str = "2026-11-24T12:00:00Z", *, event: dict[str, Any] | None = None,
+            remaining_seconds: float = 240.0, env: dict[str, str] | None = None) -> dict[str, Any]:
+        """Invoke the Lambda handler as the schedule would, in a fresh container (cold start)."""
+        for name, value in {**self.stack.function_environment, **(env or {})}.items():
+            self.monkeypatch.setenv(name, value)
+        from archiver import handler  # after the environment is set, as in Lambda
+
+        self.monkeypatch.setattr(handler, "_poller", None)
+        self.monkeypatch.setattr(handler.logger.registered_handler, "stream", self.log_stream)
+        result: dict[str, Any] = handler.lambda_handler(
+            event if event is not None else {"scheduled_time": at},
+            LocalLambdaContext(timeout_seconds=remaining_seconds),
+        )
+        return result
+
+    def logs(self) -> list[dict[str, Any]]:
+        """The JSON log lines the handler wrote so far."""
+        return [json.loads(line) for line in self.log_stream.getvalue().splitlines() if line.startswith("{")]
+
+    def events(self) -> list[dict[str, Any]]:
+        """Every CloudEvent delivered so far to an SQS queue subscribed to the topic (raw delivery)."""
+        sqs = boto3.client("sqs")
+        received: list[dict[str, Any]] = []
+        while True:
+            batch = sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10,
+                                        MessageAttributeNames=["All"]).get("Messages", [])
+            if not batch:
+                return received
+            for message in batch:
+                body = json.loads(message["Body"])
+                body["_attributes"] = {k: v["StringValue"] for k, v in message.get("MessageAttributes", {}).items()}
+                received.append(body)
+                sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+    def object(self, key: str) -> dict[str, Any]:
+        head: dict[str, Any] = boto3.client("s3").head_object(Bucket=self.stack.bucket_name, Key=key)
+        return head
+
+    def object_bytes(self, key: str) -> bytes:
+        body: bytes = boto3.client("s3").get_object(Bucket=self.stack.bucket_name, Key=key)["Body"].read()
+        return body
+
+
+@pytest.fixture
+def archive(stack: DeployedStack, monkeypatch: pytest.MonkeyPatch) -> Archive:
+    sqs = boto3.client("sqs")
+    queue_url = sqs.create_queue(QueueName="completion-events")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    boto3.client("sns").subscribe(TopicArn=stack.topic_arn, Protocol="sqs", Endpoint=queue_arn,
+                                  Attributes={"RawMessageDelivery": "true"})
+    return Archive(stack, monkeypatch, queue_url)
+
+
+@pytest.fixture
+def minutes() -> Callable[[int], str]:
+    """ISO times n minutes after the base time the tests use, as the Scheduler would pass them."""
+    from datetime import UTC, datetime, timedelta
+
+    base = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+    return lambda n: (base + timedelta(minutes=n)).isoformat().replace("+00:00", "Z")
