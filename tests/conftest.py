@@ -47,10 +47,14 @@ def feed() -> Iterator[FeedEmulator]:
 def stack(feed: FeedEmulator) -> Iterator[DeployedStack]:
     """template.yaml deployed into moto, configured for the feed emulator on loopback."""
     with mock_aws():
-        yield deploy(boto3.session.Session(), api_key=API_KEY, parameters={
-            "CometApiBaseUrl": feed.base_url,
-            "AllowedPrivateNetworks": "127.0.0.1/32",
-        })
+        yield deploy(
+            boto3.session.Session(),
+            api_key=API_KEY,
+            parameters={
+                "CometApiBaseUrl": feed.base_url,
+                "AllowedPrivateNetworks": "127.0.0.1/32",
+            },
+        )
 
 
 @dataclass
@@ -75,8 +79,14 @@ class Archive:
         item: dict[str, Any] = self.table.get_item(Key={"task_id": task_id}, ConsistentRead=True)["Item"]
         return item
 
-    def run(self, at: str = "2026-11-24T12:00:00Z", *, event: dict[str, Any] | None = None,
-            remaining_seconds: float = 240.0, env: dict[str, str] | None = None) -> dict[str, Any]:
+    def run(
+        self,
+        at: str = "2026-11-24T12:00:00Z",
+        *,
+        event: dict[str, Any] | None = None,
+        remaining_seconds: float = 240.0,
+        env: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
         """Invoke the Lambda handler as the schedule would, in a fresh container (cold start)."""
         for name, value in {**self.stack.function_environment, **(env or {})}.items():
             self.monkeypatch.setenv(name, value)
@@ -99,8 +109,9 @@ class Archive:
         sqs = boto3.client("sqs")
         received: list[dict[str, Any]] = []
         while True:
-            batch = sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10,
-                                        MessageAttributeNames=["All"]).get("Messages", [])
+            batch = sqs.receive_message(
+                QueueUrl=self.queue_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
+            ).get("Messages", [])
             if not batch:
                 return received
             for message in batch:
@@ -110,8 +121,7 @@ class Archive:
                 sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
 
     def object(self, key: str) -> dict[str, Any]:
-        head: dict[str, Any] = boto3.client("s3").head_object(Bucket=self.stack.bucket_name, Key=key)
-        return head
+        return dict(boto3.client("s3").head_object(Bucket=self.stack.bucket_name, Key=key))
 
     def object_bytes(self, key: str) -> bytes:
         body: bytes = boto3.client("s3").get_object(Bucket=self.stack.bucket_name, Key=key)["Body"].read()
@@ -123,8 +133,9 @@ def archive(stack: DeployedStack, monkeypatch: pytest.MonkeyPatch) -> Archive:
     sqs = boto3.client("sqs")
     queue_url = sqs.create_queue(QueueName="completion-events")["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    boto3.client("sns").subscribe(TopicArn=stack.topic_arn, Protocol="sqs", Endpoint=queue_arn,
-                                  Attributes={"RawMessageDelivery": "true"})
+    boto3.client("sns").subscribe(
+        TopicArn=stack.topic_arn, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"}
+    )
     return Archive(stack, monkeypatch, queue_url)
 
 

@@ -45,10 +45,12 @@ class SecretApiKey:
             value = self._client.get_secret_value(SecretId=self._secret_id).get("SecretString", "")
         except (ClientError, BotoCoreError) as exc:
             code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else ""
-            raise FeedError(FeedErrorKind.UNAUTHORIZED,
-                            f"the API key secret could not be read ({code or type(exc).__name__})") from exc
+            raise FeedError(
+                FeedErrorKind.UNAUTHORIZED, f"the API key secret could not be read ({code or type(exc).__name__})"
+            ) from exc
         key = value.strip()
         if not key:
-            raise FeedError(FeedErrorKind.UNAUTHORIZED,
-                            "the API key secret is empty: put the CometAPI key in it (see README)")
+            raise FeedError(
+                FeedErrorKind.UNAUTHORIZED, "the API key secret is empty: put the CometAPI key in it (see README)"
+            )
         return key

@@ -90,12 +90,8 @@ class Settings:
             expire_after_seconds=int(3600 * number("EXPIRE_AFTER_HOURS", float, cls.expire_after_seconds / 3600)),
             lease_seconds=number("LEASE_SECONDS", int, cls.lease_seconds),
             poll_concurrency=number("POLL_CONCURRENCY", int, cls.poll_concurrency),
-            min_poll_interval_seconds=number(
-                "MIN_POLL_INTERVAL_SECONDS", int, cls.min_poll_interval_seconds
-            ),
-            max_poll_interval_seconds=number(
-                "MAX_POLL_INTERVAL_SECONDS", int, cls.max_poll_interval_seconds
-            ),
+            min_poll_interval_seconds=number("MIN_POLL_INTERVAL_SECONDS", int, cls.min_poll_interval_seconds),
+            max_poll_interval_seconds=number("MAX_POLL_INTERVAL_SECONDS", int, cls.max_poll_interval_seconds),
             archive_concurrency=number("ARCHIVE_CONCURRENCY", int, cls.archive_concurrency),
             fast_polls=number("FAST_POLLS", int, cls.fast_polls),
             claim_cutoff_seconds=number("CLAIM_CUTOFF_SECONDS", float, cls.claim_cutoff_seconds),

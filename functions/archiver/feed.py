@@ -119,8 +119,9 @@ class FeedErrorKind(enum.Enum):
 class FeedError(Exception):
     """A poll that gave no usable answer."""
 
-    def __init__(self, kind: FeedErrorKind, reason: str, *, http_status: int | None = None,
-                 request_id: str | None = None) -> None:
+    def __init__(
+        self, kind: FeedErrorKind, reason: str, *, http_status: int | None = None, request_id: str | None = None
+    ) -> None:
         super().__init__(reason)
         self.kind = kind
         self.reason = reason
@@ -214,8 +215,11 @@ class FeedClient:
         finally:
             response.release_conn()
         if len(raw) > MAX_ANSWER_BYTES:
-            raise FeedError(FeedErrorKind.MALFORMED, f"feed answer larger than {MAX_ANSWER_BYTES} bytes",
-                            http_status=response.status)
+            raise FeedError(
+                FeedErrorKind.MALFORMED,
+                f"feed answer larger than {MAX_ANSWER_BYTES} bytes",
+                http_status=response.status,
+            )
         return _parse_answer(response.status, raw)
 
 
@@ -224,13 +228,18 @@ def _parse_answer(http_status: int, raw: bytes) -> Mapping[str, Any]:
     request_id = _request_id(text)
     if http_status != 200:
         kind = _kind_for_status(http_status)
-        raise FeedError(kind, f"feed answered HTTP {http_status}: {_error_message(text)}",
-                        http_status=http_status, request_id=request_id)
+        raise FeedError(
+            kind,
+            f"feed answered HTTP {http_status}: {_error_message(text)}",
+            http_status=http_status,
+            request_id=request_id,
+        )
     try:
         body = json.loads(text)
     except ValueError as exc:
-        raise FeedError(FeedErrorKind.MALFORMED, "feed answered HTTP 200 with a body that is not JSON",
-                        http_status=http_status) from exc
+        raise FeedError(
+            FeedErrorKind.MALFORMED, "feed answered HTTP 200 with a body that is not JSON", http_status=http_status
+        ) from exc
     if not isinstance(body, dict):
         raise FeedError(FeedErrorKind.MALFORMED, "feed answer is not a JSON object", http_status=http_status)
     return body
@@ -239,16 +248,20 @@ def _parse_answer(http_status: int, raw: bytes) -> Mapping[str, Any]:
 def _task_data(task_id: str, body: Mapping[str, Any]) -> Mapping[str, Any]:
     code = body.get("code")
     if code is not None and str(code) != "200":
-        raise FeedError(FeedErrorKind.APPLICATION,
-                        f"feed answered code {code}: {str(body.get('msg') or '')[:200]}",
-                        http_status=200, request_id=_request_id(str(body.get("msg") or "")))
+        raise FeedError(
+            FeedErrorKind.APPLICATION,
+            f"feed answered code {code}: {str(body.get('msg') or '')[:200]}",
+            http_status=200,
+            request_id=_request_id(str(body.get("msg") or "")),
+        )
     data = body.get("data")
     if not isinstance(data, dict):
         raise FeedError(FeedErrorKind.MALFORMED, "feed answer has no `data` object", http_status=200)
     answered_for = data.get("task_id")
     if answered_for not in (None, "", task_id):
-        raise FeedError(FeedErrorKind.MALFORMED, f"feed answered for another task {str(answered_for)[:80]!r}",
-                        http_status=200)
+        raise FeedError(
+            FeedErrorKind.MALFORMED, f"feed answered for another task {str(answered_for)[:80]!r}", http_status=200
+        )
     return data
 
 

@@ -50,18 +50,29 @@ _poller: Poller | None = None
 def build_poller(environ: Mapping[str, str]) -> Poller:
     """Wire the poller to real AWS clients and HTTP pools (boto3 honours AWS_ENDPOINT_URL)."""
     settings = Settings.from_environ(environ)
-    aws_config = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=30,
-                        max_pool_connections=max(10, settings.poll_concurrency + 4 * settings.archive_concurrency))
+    aws_config = Config(
+        retries={"mode": "standard", "max_attempts": 5},
+        connect_timeout=5,
+        read_timeout=30,
+        max_pool_connections=max(10, settings.poll_concurrency + 4 * settings.archive_concurrency),
+    )
     session = boto3.session.Session()
     api_key = SecretApiKey(session.client("secretsmanager", config=aws_config), settings.api_key_secret_id)
     timeout = urllib3.Timeout(connect=settings.connect_timeout_seconds, read=settings.read_timeout_seconds)
     feed = FeedClient(
-        settings.api_base_url, api_key, api_version=settings.api_version, timeout=timeout,
+        settings.api_base_url,
+        api_key,
+        api_version=settings.api_version,
+        timeout=timeout,
         http=urllib3.PoolManager(maxsize=settings.poll_concurrency, block=True),
     )
     media = MediaArchiver(
-        session.client("s3", config=aws_config), settings.bucket_name, settings.key_prefix,
-        AddressGuard(settings.allowed_private_networks), max_bytes=settings.max_media_bytes, timeout=timeout,
+        session.client("s3", config=aws_config),
+        settings.bucket_name,
+        settings.key_prefix,
+        AddressGuard(settings.allowed_private_networks),
+        max_bytes=settings.max_media_bytes,
+        timeout=timeout,
     )
     store = TaskStore(session.resource("dynamodb", config=aws_config).Table(settings.table_name))
     publisher = EventPublisher(session.client("sns", config=aws_config), settings.topic_arn)

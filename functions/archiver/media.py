@@ -15,7 +15,7 @@ import mimetypes
 import posixpath
 import socket
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import IO, TYPE_CHECKING, Any, ClassVar, cast
 from urllib.parse import urljoin, urlsplit
 
 import urllib3
@@ -23,6 +23,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 if TYPE_CHECKING:
@@ -35,9 +36,7 @@ if TYPE_CHECKING:
 MiB = 1024 * 1024
 MAX_REDIRECTS = 3
 # Refused whatever the operator allows: the EC2 and ECS credential endpoints.
-METADATA_ADDRESSES = frozenset(
-    ipaddress.ip_address(a) for a in ("169.254.169.254", "169.254.170.2", "fd00:ec2::254")
-)
+METADATA_ADDRESSES = frozenset(ipaddress.ip_address(a) for a in ("169.254.169.254", "169.254.170.2", "fd00:ec2::254"))
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _EXTENSIONS = {
     "video/mp4": ".mp4",
@@ -105,9 +104,9 @@ class AddressGuard:
                 return "not a public address (loopback, private, link-local or reserved)"
         return None
 
-    def connect(self, host: str, port: int, timeout: float | None,
-                source_address: tuple[str, int] | None,
-                socket_options: Any) -> socket.socket:
+    def connect(
+        self, host: str, port: int, timeout: float | None, source_address: tuple[str, int] | None, socket_options: Any
+    ) -> socket.socket:
         """Resolve `host`, refuse if any address is off limits, connect to a checked address."""
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
@@ -175,8 +174,6 @@ def guarded_pool_manager(guard: AddressGuard, **pool_kwargs: Any) -> urllib3.Poo
 
 
 def _guarded_new_conn(conn: HTTPConnection, guard: AddressGuard) -> socket.socket:
-    from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
-
     try:
         return guard.connect(conn.host, conn.port, conn.timeout, conn.source_address, conn.socket_options)
     except socket.gaierror as exc:
@@ -198,8 +195,13 @@ class StoredAsset:
     content_type: str
 
     def as_dict(self) -> dict[str, str | int]:
-        return {"bucket": self.bucket, "key": self.key, "size": self.size,
-                "sha256": self.sha256, "content_type": self.content_type}
+        return {
+            "bucket": self.bucket,
+            "key": self.key,
+            "size": self.size,
+            "sha256": self.sha256,
+            "content_type": self.content_type,
+        }
 
 
 class _HashingReader:
@@ -245,11 +247,13 @@ class _HashingReader:
         return self._sha256.hexdigest()
 
 
-def streaming_transfer_config(part_size: int = 8 * MiB, concurrency: int = 4,
-                              buffered_parts: int = 4) -> TransferConfig:
+def streaming_transfer_config(
+    part_size: int = 8 * MiB, concurrency: int = 4, buffered_parts: int = 4
+) -> TransferConfig:
     """Multipart settings for a non-seekable stream: memory is about part size x buffered parts."""
-    config = TransferConfig(multipart_threshold=part_size, multipart_chunksize=part_size,
-                            max_concurrency=concurrency, use_threads=True)
+    config = TransferConfig(
+        multipart_threshold=part_size, multipart_chunksize=part_size, max_concurrency=concurrency, use_threads=True
+    )
     # boto3's constructor does not take this s3transfer setting; its default (10) doubles the memory.
     config.max_in_memory_upload_chunks = buffered_parts
     return config
@@ -281,10 +285,19 @@ class MediaArchiver:
         self._timeout = timeout or urllib3.Timeout(connect=3.05, read=30.0)
         self._transfer = transfer_config or streaming_transfer_config()
         self._retry = urllib3.Retry(
-            total=2, connect=2, read=2, status=2, redirect=0, other=0,
-            raise_on_redirect=False, raise_on_status=False,
+            total=2,
+            connect=2,
+            read=2,
+            status=2,
+            redirect=0,
+            other=0,
+            raise_on_redirect=False,
+            raise_on_status=False,
             status_forcelist=frozenset({500, 502, 503, 504}),
-            backoff_factor=0.5, backoff_jitter=0.5, backoff_max=5.0, retry_after_max=10,
+            backoff_factor=0.5,
+            backoff_jitter=0.5,
+            backoff_max=5.0,
+            retry_after_max=10,
         )
 
     def key_for(self, task_id: str, role: str, extension: str) -> str:
@@ -302,8 +315,11 @@ class MediaArchiver:
             reader = _HashingReader(response, expected, self._max_bytes)
             try:
                 self._s3.upload_fileobj(
-                    reader, self._bucket, key,  # type: ignore[arg-type]
-                    ExtraArgs={"ContentType": content_type}, Config=self._transfer,
+                    cast("IO[bytes]", reader),  # file-like enough: s3transfer only calls read()
+                    self._bucket,
+                    key,
+                    ExtraArgs={"ContentType": content_type},
+                    Config=self._transfer,
                 )
             except (ClientError, BotoCoreError) as exc:
                 raise MediaError(f"upload to s3://{self._bucket}/{key} failed: {type(exc).__name__}") from exc
@@ -320,8 +336,12 @@ class MediaArchiver:
             self._guard.check_url(current)
             try:
                 response = self._http.request(
-                    "GET", current, preload_content=False, redirect=False,
-                    retries=self._retry, timeout=self._timeout,
+                    "GET",
+                    current,
+                    preload_content=False,
+                    redirect=False,
+                    retries=self._retry,
+                    timeout=self._timeout,
                 )
             except Urllib3Error as exc:
                 raise MediaError(f"download of {_safe(current)} failed: {type(exc).__name__}") from exc

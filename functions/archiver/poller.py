@@ -127,8 +127,7 @@ class _Run:
         for task_id in leftovers.task_ids:
             if self.should_stop():
                 break
-            claim = self.p.store.claim_announcement(task_id, self.run_id, self.wall_now(),
-                                                     self.settings.lease_seconds)
+            claim = self.p.store.claim_announcement(task_id, self.run_id, self.wall_now(), self.settings.lease_seconds)
             if claim is None:
                 self.summary.add(claim_conflicts=1)
                 continue
@@ -138,8 +137,7 @@ class _Run:
     def poll_due_tasks(self) -> None:
         discovery = self.p.store.due_pending(self.now_epoch, self.wall_now())
         self.summary.add(due=len(discovery.task_ids), discovery_items_read=discovery.items_read)
-        logger.info("discovered due tasks", extra={"due": len(discovery.task_ids),
-                                                   "items_read": discovery.items_read})
+        logger.info("discovered due tasks", extra={"due": len(discovery.task_ids), "items_read": discovery.items_read})
         if not discovery.task_ids:
             return
         workers = min(self.settings.poll_concurrency, len(discovery.task_ids))
@@ -147,8 +145,10 @@ class _Run:
             # list() re-raises nothing: process() keeps every error inside its task.
             list(pool.map(self.process, discovery.task_ids))
         if self.stop_reason:
-            logger.warning("run stopped early", extra={"reason": self.stop_reason,
-                                                       "left_for_next_run": self.summary.left_for_next_run})
+            logger.warning(
+                "run stopped early",
+                extra={"reason": self.stop_reason, "left_for_next_run": self.summary.left_for_next_run},
+            )
 
     # -- one task -------------------------------------------------------------------------
     def process(self, task_id: str) -> None:
@@ -157,8 +157,9 @@ class _Run:
             return
         with _task_context(task_id):
             try:
-                claim = self.p.store.claim_pending(task_id, self.run_id, self.now_epoch, self.wall_now(),
-                                                    self.settings.lease_seconds)
+                claim = self.p.store.claim_pending(
+                    task_id, self.run_id, self.now_epoch, self.wall_now(), self.settings.lease_seconds
+                )
                 if claim is None:
                     self.summary.add(claim_conflicts=1)
                     logger.info("task held by another run or no longer due")
@@ -171,23 +172,34 @@ class _Run:
             except (ClientError, BotoCoreError) as exc:
                 # The claim stays until its lease runs out; the task is then due again.
                 self.summary.add(task_errors=1)
-                logger.error("AWS call failed; the task will be retried after its lease",
-                             extra={"error": type(exc).__name__})
-            except Exception:  # noqa: BLE001 - one bad task must not end the run; logged with its trace
+                logger.error(
+                    "AWS call failed; the task will be retried after its lease", extra={"error": type(exc).__name__}
+                )
+            except Exception:
                 self.summary.add(task_errors=1)
                 logger.exception("unexpected error; the task will be retried after its lease")
 
     def work_on(self, claim: Claim) -> None:
         if not VALID_TASK_ID.fullmatch(claim.task_id):
-            self.finish(claim, None, Outcome(FAILED, "task_id is not a valid identifier "
-                                                     "(letters, digits, '_', '.', ':', '-'; at most 200)"))
+            self.finish(
+                claim,
+                None,
+                Outcome(FAILED, "task_id is not a valid identifier (letters, digits, '_', '.', ':', '-'; at most 200)"),
+            )
             return
         try:
             answer = self.p.feed.fetch(claim.task_id)
         except FeedError as exc:
             self.summary.add(poll_errors=1)
-            logger.warning("poll failed", extra={"reason": exc.reason, "kind": exc.kind.value,
-                                                 "http_status": exc.http_status, "request_id": exc.request_id})
+            logger.warning(
+                "poll failed",
+                extra={
+                    "reason": exc.reason,
+                    "kind": exc.kind.value,
+                    "http_status": exc.http_status,
+                    "request_id": exc.request_id,
+                },
+            )
             if exc.kind.is_configuration_error:
                 self.stop_reason = self.summary.configuration_error = exc.reason
             self.keep_pending(claim, None, exc.reason)
@@ -215,8 +227,9 @@ class _Run:
                     assets[role] = self.p.media.copy(claim.task_id, role, url)
                 except MediaError as exc:
                     self.summary.add(archive_errors=1)
-                    logger.warning("media copy failed", extra={"role": role, "reason": exc.reason,
-                                                               "permanent": exc.permanent})
+                    logger.warning(
+                        "media copy failed", extra={"role": role, "reason": exc.reason, "permanent": exc.permanent}
+                    )
                     if exc.permanent:
                         self.finish(claim, answer, Outcome(FAILED, f"{role}: {exc.reason}"))
                     else:
@@ -240,26 +253,33 @@ class _Run:
             fields["last_error"] = error
         self.p.store.reschedule(claim, self.now_epoch + delay, fields)
         self.summary.add(still_pending=1)
-        logger.info("still pending", extra={"next_poll_in_seconds": delay, "polls": polls,
-                                            "progress": answer.progress.value if answer else None})
+        logger.info(
+            "still pending",
+            extra={
+                "next_poll_in_seconds": delay,
+                "polls": polls,
+                "progress": answer.progress.value if answer else None,
+            },
+        )
 
     def finish(self, claim: Claim, answer: FeedAnswer | None, outcome: Outcome) -> None:
         """Record the terminal outcome with its event, then announce it."""
         assets = {role: asset.as_dict() if asset else None for role, asset in outcome.assets.items()}
         provider = from_dynamo(dict(answer.data)) if answer else _stored_provider(claim)
-        event = events.encode(events.build_event(
-            source=self.settings.event_source,
-            task_id=claim.task_id,
-            status=outcome.status,
-            time=self.now_iso,
-            assets=assets,
-            prompt=_text(provider, "prompt"),
-            prompt_en=_text(provider, "prompt_en"),
-            error=outcome.error,
-            provider=provider,
-        ))
-        fields: dict[str, Any] = {"last_polled_at": self.now_iso, **_provider_fields(answer),
-                                  "error": outcome.error}
+        event = events.encode(
+            events.build_event(
+                source=self.settings.event_source,
+                task_id=claim.task_id,
+                status=outcome.status,
+                time=self.now_iso,
+                assets=assets,
+                prompt=_text(provider, "prompt"),
+                prompt_en=_text(provider, "prompt_en"),
+                error=outcome.error,
+                provider=provider,
+            )
+        )
+        fields: dict[str, Any] = {"last_polled_at": self.now_iso, **_provider_fields(answer), "error": outcome.error}
         if outcome.status == ARCHIVED:
             fields["assets"] = {role: assets.get(role) for role in ("video", "poster", "last_frame")}
         self.p.store.record_outcome(claim, outcome.status, fields, event, completed_at=self.now_iso)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping
+    from collections.abc import Mapping
 
     from mypy_boto3_dynamodb.service_resource import Table
 
@@ -65,7 +65,8 @@ class TaskStore:
     def due_pending(self, now: int, wall_now: int) -> Discovery:
         """PENDING tasks due for a poll and not held by a live claim: a Query, never a Scan."""
         return self._query_index(
-            STATUS_INDEX, "#status = :pending",
+            STATUS_INDEX,
+            "#status = :pending",
             {":pending": PENDING, ":now": now, ":wall_now": wall_now},
             "(attribute_not_exists(next_poll_at) OR next_poll_at <= :now) AND " + _LEASE_FREE,
             {"#status": "status"},
@@ -74,13 +75,16 @@ class TaskStore:
     def unannounced(self, wall_now: int) -> Discovery:
         """Terminal outcomes whose event is not yet published and that no live run holds."""
         return self._query_index(
-            OUTBOX_INDEX, "#outbox = :unannounced",
+            OUTBOX_INDEX,
+            "#outbox = :unannounced",
             {":unannounced": UNANNOUNCED, ":wall_now": wall_now},
-            _LEASE_FREE, {"#outbox": "outbox"},
+            _LEASE_FREE,
+            {"#outbox": "outbox"},
         )
 
-    def _query_index(self, index: str, key_condition: str, values: dict[str, Any],
-                     filter_expression: str, names: dict[str, str]) -> Discovery:
+    def _query_index(
+        self, index: str, key_condition: str, values: dict[str, Any], filter_expression: str, names: dict[str, str]
+    ) -> Discovery:
         task_ids: list[str] = []
         items_read = 0
         kwargs: dict[str, Any] = {
@@ -106,8 +110,13 @@ class TaskStore:
             task_id,
             "SET lease_owner = :run, lease_until = :lease_until, first_seen_at = if_not_exists(first_seen_at, :now)",
             "#status = :pending AND (attribute_not_exists(next_poll_at) OR next_poll_at <= :now) AND " + _LEASE_FREE,
-            {":run": run_id, ":lease_until": wall_now + lease_seconds, ":now": now,
-             ":pending": PENDING, ":wall_now": wall_now},
+            {
+                ":run": run_id,
+                ":lease_until": wall_now + lease_seconds,
+                ":now": now,
+                ":pending": PENDING,
+                ":wall_now": wall_now,
+            },
             names={"#status": "status"},
         )
         return None if attributes is None else _claim(task_id, run_id, attributes)
@@ -127,27 +136,45 @@ class TaskStore:
         sets = {"next_poll_at": next_poll_at, "poll_count": claim.poll_count + 1, **fields}
         self._owned_update(claim, sets, remove=("lease_owner", "lease_until"))
 
-    def record_outcome(self, claim: Claim, status: str, fields: Mapping[str, Any], event: str,
-                       completed_at: str) -> None:
+    def record_outcome(
+        self, claim: Claim, status: str, fields: Mapping[str, Any], event: str, completed_at: str
+    ) -> None:
         """The terminal write: status, outcome fields and the event to publish, atomically.
 
         The claim is kept until the event is published, so no other run announces it meanwhile.
         """
-        sets = {"status": status, "poll_count": claim.poll_count + 1, "outbox": UNANNOUNCED,
-                "event": event, "completed_at": completed_at, **fields}
-        self._owned_update(claim, sets, remove=("next_poll_at",),
-                           extra_condition="#status = :pending", extra_values={":pending": PENDING})
+        sets = {
+            "status": status,
+            "poll_count": claim.poll_count + 1,
+            "outbox": UNANNOUNCED,
+            "event": event,
+            "completed_at": completed_at,
+            **fields,
+        }
+        self._owned_update(
+            claim,
+            sets,
+            remove=("next_poll_at",),
+            extra_condition="#status = :pending",
+            extra_values={":pending": PENDING},
+        )
 
     def mark_announced(self, claim: Claim, announced_at: str) -> None:
-        self._owned_update(claim, {"announced_at": announced_at},
-                           remove=("outbox", "lease_owner", "lease_until"))
+        self._owned_update(claim, {"announced_at": announced_at}, remove=("outbox", "lease_owner", "lease_until"))
 
     def release(self, claim: Claim) -> None:
         """Give the claim back without other changes (e.g. a publish that failed)."""
         self._owned_update(claim, {}, remove=("lease_owner", "lease_until"))
 
-    def _owned_update(self, claim: Claim, sets: Mapping[str, Any], *, remove: tuple[str, ...] = (),
-                      extra_condition: str = "", extra_values: Mapping[str, Any] | None = None) -> None:
+    def _owned_update(
+        self,
+        claim: Claim,
+        sets: Mapping[str, Any],
+        *,
+        remove: tuple[str, ...] = (),
+        extra_condition: str = "",
+        extra_values: Mapping[str, Any] | None = None,
+    ) -> None:
         names = {f"#s{i}": name for i, name in enumerate(sets)}
         names.update({f"#r{i}": name for i, name in enumerate(remove)})
         values: dict[str, Any] = {f":s{i}": to_dynamo(value) for i, value in enumerate(sets.values())}
@@ -165,8 +192,14 @@ class TaskStore:
         if self._conditional_update(claim.task_id, " ".join(clauses), condition, values, names=names) is None:
             raise LeaseLost(f"task {claim.task_id}: claim of run {claim.run_id} was taken over")
 
-    def _conditional_update(self, task_id: str, update: str, condition: str, values: Mapping[str, Any],
-                            names: Mapping[str, str] | None = None) -> Mapping[str, Any] | None:
+    def _conditional_update(
+        self,
+        task_id: str,
+        update: str,
+        condition: str,
+        values: Mapping[str, Any],
+        names: Mapping[str, str] | None = None,
+    ) -> Mapping[str, Any] | None:
         kwargs: dict[str, Any] = {
             "Key": {"task_id": task_id},
             "UpdateExpression": update,

@@ -22,8 +22,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     track = commands.add_parser("track", help="register task ids for archiving (or read them from stdin)")
     track.add_argument("task_ids", nargs="*", metavar="TASK_ID", help="task ids; none: one per line on stdin")
-    track.add_argument("--table", default=os.environ.get(TABLE_VARIABLE),
-                       help=f"the tasks table (default: ${TABLE_VARIABLE}; the stack output TasksTableName)")
+    track.add_argument(
+        "--table",
+        default=os.environ.get(TABLE_VARIABLE),
+        help=f"the tasks table (default: ${TABLE_VARIABLE}; the stack output TasksTableName)",
+    )
     demo = commands.add_parser("demo", help="run the archiver locally against emulated AWS and feed")
     demo.add_argument("--quiet", action="store_true", help="print only the final report")
     args = parser.parse_args(argv)

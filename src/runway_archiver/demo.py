@@ -23,8 +23,8 @@ from .register import register_tasks
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
-DEMO_KEY = "demo-key-0123456789"  # noqa: S105 - the emulator's key, not a real one
-DEMO_TASKS = {
+DEMO_KEY = "demo-key-0123456789"
+DEMO_TASKS: dict[str, tuple[str, dict[str, Any]]] = {
     "demo-quick-cat": ("0 1 3", {}),
     "demo-slow-dog": ("0 0 1 1 1 3", {"video_size": 3 * 1024 * 1024}),
     "demo-video-only": ("1 3", {"poster": False, "last_frame": False, "with_state": False}),
@@ -35,27 +35,35 @@ MAX_RUNS = 15
 
 def run_demo(*, verbose: bool = True) -> int:
     say = print if verbose else (lambda *_a, **_k: None)
-    with MotoServer() as moto, FeedEmulator(api_key=DEMO_KEY) as feed, \
-            patched_environ({**moto.environment(), "POWERTOOLS_TRACE_DISABLED": "true"}):
+    with (
+        MotoServer() as moto,
+        FeedEmulator(api_key=DEMO_KEY) as feed,
+        patched_environ({**moto.environment(), "POWERTOOLS_TRACE_DISABLED": "true"}),
+    ):
         say(f"emulated AWS (moto_server) at {moto.endpoint}; feed emulator at {feed.base_url}")
         for task_id, (script, options) in DEMO_TASKS.items():
             feed.add_task(task_id, script, **options)
 
         session = boto3.session.Session()
-        stack = deploy(session, api_key=DEMO_KEY, parameters={
-            "CometApiBaseUrl": feed.base_url,
-            "AllowedPrivateNetworks": "127.0.0.1/32",  # the emulated CDN lives on loopback
-        })
-        say(f"deployed template.yaml as stack {stack.stack_name}: table {stack.table_name}, "
-            f"bucket {stack.bucket_name}")
+        stack = deploy(
+            session,
+            api_key=DEMO_KEY,
+            parameters={
+                "CometApiBaseUrl": feed.base_url,
+                "AllowedPrivateNetworks": "127.0.0.1/32",  # the emulated CDN lives on loopback
+            },
+        )
+        say(f"deployed template.yaml as stack {stack.stack_name}: table {stack.table_name}, bucket {stack.bucket_name}")
         sqs = session.client("sqs")
         queue_url = _subscribe_queue(session, stack.topic_arn)
 
         registered = register_tasks(session.resource("dynamodb").Table(stack.table_name), DEMO_TASKS)
         say(f"registered {len(registered.registered)} tasks: {', '.join(registered.registered)}")
 
-        quiet = {"POWERTOOLS_LOG_LEVEL": os.environ.get("DEMO_LOG_LEVEL", "WARNING"),
-                 "POWERTOOLS_METRICS_DISABLED": "true"}
+        quiet = {
+            "POWERTOOLS_LOG_LEVEL": os.environ.get("DEMO_LOG_LEVEL", "WARNING"),
+            "POWERTOOLS_METRICS_DISABLED": "true",
+        }
         with patched_environ({**stack.function_environment, **quiet}):
             from archiver import handler  # the Lambda's own entry point, configured by the deploy
 
@@ -64,9 +72,14 @@ def run_demo(*, verbose: bool = True) -> int:
                 scheduled = start + timedelta(minutes=run)
                 event = {"scheduled_time": scheduled.isoformat().replace("+00:00", "Z")}
                 summary = handler.lambda_handler(event, LocalLambdaContext())
-                say(f"run {run + 1} at {event['scheduled_time']}: " + ", ".join(
-                    f"{k}={summary[k]}" for k in ("due", "polled", "still_pending", "archived", "failed",
-                                                  "expired", "announced") if summary[k]))
+                say(
+                    f"run {run + 1} at {event['scheduled_time']}: "
+                    + ", ".join(
+                        f"{k}={summary[k]}"
+                        for k in ("due", "polled", "still_pending", "archived", "failed", "expired", "announced")
+                        if summary[k]
+                    )
+                )
                 if summary["due"] == 0 and _all_ended(session, stack.table_name):
                     break
 
@@ -78,8 +91,9 @@ def _subscribe_queue(session: boto3.session.Session, topic_arn: str) -> str:
     sqs = session.client("sqs")
     queue_url = sqs.create_queue(QueueName="demo-completion-events")["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    session.client("sns").subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn,
-                                    Attributes={"RawMessageDelivery": "true"})
+    session.client("sns").subscribe(
+        TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"}
+    )
     return queue_url
 
 
@@ -90,18 +104,22 @@ def _all_ended(session: boto3.session.Session, table_name: str) -> bool:
 
 def _report(session: boto3.session.Session, table_name: str, bucket: str, sqs: SQSClient, queue_url: str) -> bool:
     # The demo's report reads the whole (tiny) table; the poller itself never scans.
-    items = sorted(session.resource("dynamodb").Table(table_name).scan(ConsistentRead=True)["Items"],
-                   key=lambda item: str(item["task_id"]))
+    scanned: list[dict[str, Any]] = session.resource("dynamodb").Table(table_name).scan(ConsistentRead=True)["Items"]
+    items = sorted(scanned, key=lambda item: str(item["task_id"]))
     s3 = session.client("s3")
     print("\nTasks")
     for item in items:
-        print(f"  {item['task_id']:<18} {item['status']:<9} polls={item.get('poll_count')}"
-              + (f"  error: {item['error']}" if item.get("error") else ""))
+        print(
+            f"  {item['task_id']:<18} {item['status']:<9} polls={item.get('poll_count')}"
+            + (f"  error: {item['error']}" if item.get("error") else "")
+        )
         for role, asset in (item.get("assets") or {}).items():
             if asset:
                 head = s3.head_object(Bucket=bucket, Key=asset["key"])
-                print(f"      {role:<10} s3://{bucket}/{asset['key']}  {int(asset['size']):>9} bytes  "
-                      f"{asset['content_type']}  sha256 {str(asset['sha256'])[:12]}…  (S3 says {head['ContentLength']})")
+                print(
+                    f"      {role:<10} s3://{bucket}/{asset['key']}  {int(asset['size']):>9} bytes  "
+                    f"{asset['content_type']}  sha256 {str(asset['sha256'])[:12]}…  (S3 says {head['ContentLength']})"
+                )
             else:
                 print(f"      {role:<10} absent")
     events = _drain(sqs, queue_url)

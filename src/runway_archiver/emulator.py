@@ -40,8 +40,13 @@ class Fault:
 
     @classmethod
     def http(cls, status: int, *, retry_after: int | None = None) -> Fault:
-        envelope = {"error": {"code": "", "message": f"emulated HTTP {status} (request id: emu-{status})",
-                              "type": "comet_api_error"}}
+        envelope = {
+            "error": {
+                "code": "",
+                "message": f"emulated HTTP {status} (request id: emu-{status})",
+                "type": "comet_api_error",
+            }
+        }
         headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
         return cls(status=status, body=json.dumps(envelope).encode(), headers=headers)
 
@@ -203,76 +208,85 @@ def media_sha256(path: str, size: int) -> str:
     return digest.hexdigest()
 
 
+class _FeedHandler(BaseHTTPRequestHandler):
+    emulator: FeedEmulator  # set on the subclass each server makes
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return  # quiet: tests and the demo print what matters
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length)
+        if self.path != "/runway/feed":
+            self._send(
+                Fault(
+                    status=301,
+                    body=b"<html>Moved</html>",
+                    content_type="text/html",
+                    headers={"Location": "https://example.invalid/"},
+                )
+            )
+            return
+        if self.emulator.latency:
+            time.sleep(self.emulator.latency)
+        try:
+            task_id = str(json.loads(raw)["task_id"])
+        except (ValueError, KeyError, TypeError):
+            self._send(Fault.http(400))
+            return
+        with self.emulator._lock:
+            self.emulator.requests.append(("POST", f"feed:{task_id}"))
+            self.emulator.feed_headers.append(dict(self.headers.items()))
+        if self.headers.get("Authorization") != f"Bearer {self.emulator.api_key}":
+            self._send(Fault.http(401))
+            return
+        self._send(self.emulator.feed_answer(task_id))
+
+    def do_GET(self) -> None:
+        with self.emulator._lock:
+            self.emulator.requests.append(("GET", self.path))
+        fault = self.emulator.next_media_fault(self.path)
+        size = self.emulator.media_size(self.path)
+        if fault is not None and fault.truncate_at is None:
+            self._send(fault)
+        elif size is None:
+            self._send(Fault(status=404, body=b"not found", content_type="text/plain"))
+        else:
+            self._stream_media(size, fault.truncate_at if fault is not None else None)
+
+    def _stream_media(self, size: int, truncate_at: int | None) -> None:
+        suffix = self.path[self.path.rfind(".") :]
+        self.send_response(200)
+        self.send_header("Content-Type", CONTENT_TYPES.get(suffix, "application/octet-stream"))
+        self.send_header("Content-Length", str(size))
+        self.end_headers()
+        limit = size if truncate_at is None else truncate_at
+        sent = 0
+        for chunk in media_bytes(self.path, size):
+            piece = chunk[: max(0, limit - sent)]
+            self.wfile.write(piece)
+            sent += len(piece)
+            if sent >= limit:
+                break
+        if sent < size:
+            self.close_connection = True  # the client sees a body shorter than Content-Length
+
+    def _send(self, fault: Fault) -> None:
+        if fault.delay:
+            time.sleep(fault.delay)
+        if fault.drop:
+            self.close_connection = True
+            return
+        body = fault.body or b""
+        self.send_response(fault.status)
+        self.send_header("Content-Type", fault.content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in fault.headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+
 def _handler_for(emulator: FeedEmulator) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
-            return  # quiet: tests and the demo print what matters
-
-        def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length)
-            if self.path != "/runway/feed":
-                self._send(Fault(status=301, body=b"<html>Moved</html>", content_type="text/html",
-                                 headers={"Location": "https://example.invalid/"}))
-                return
-            if emulator.latency:
-                time.sleep(emulator.latency)
-            try:
-                task_id = str(json.loads(raw)["task_id"])
-            except (ValueError, KeyError, TypeError):
-                self._send(Fault.http(400))
-                return
-            with emulator._lock:
-                emulator.requests.append(("POST", f"feed:{task_id}"))
-                emulator.feed_headers.append(dict(self.headers.items()))
-            if self.headers.get("Authorization") != f"Bearer {emulator.api_key}":
-                self._send(Fault.http(401))
-                return
-            self._send(emulator.feed_answer(task_id))
-
-        def do_GET(self) -> None:
-            with emulator._lock:
-                emulator.requests.append(("GET", self.path))
-            fault = emulator.next_media_fault(self.path)
-            size = emulator.media_size(self.path)
-            if fault is not None and fault.truncate_at is None:
-                self._send(fault)
-                return
-            if size is None:
-                self._send(Fault(status=404, body=b"not found", content_type="text/plain"))
-                return
-            suffix = self.path[self.path.rfind("."):]
-            self.send_response(200)
-            self.send_header("Content-Type", CONTENT_TYPES.get(suffix, "application/octet-stream"))
-            self.send_header("Content-Length", str(size))
-            self.end_headers()
-            limit = fault.truncate_at if fault is not None and fault.truncate_at is not None else size
-            sent = 0
-            for chunk in media_bytes(self.path, size):
-                piece = chunk[: max(0, limit - sent)]
-                if piece:
-                    self.wfile.write(piece)
-                    sent += len(piece)
-                if sent >= limit:
-                    break
-            if sent < size:
-                self.close_connection = True
-
-        def _send(self, fault: Fault) -> None:
-            if fault.delay:
-                time.sleep(fault.delay)
-            if fault.drop:
-                self.close_connection = True
-                return
-            body = fault.body or b""
-            self.send_response(fault.status)
-            self.send_header("Content-Type", fault.content_type)
-            self.send_header("Content-Length", str(len(body)))
-            for name, value in fault.headers.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(body)
-
-    return Handler
+    return type("FeedHandler", (_FeedHandler,), {"emulator": emulator})

@@ -36,7 +36,7 @@ ARTIFACT_BUCKET = "runway-archiver-local-artifacts"
 REGION = "us-east-1"
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",  # noqa: S105 - moto's conventional dummy value
+    "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_SESSION_TOKEN": "testing",
     "AWS_DEFAULT_REGION": REGION,
     "AWS_REGION": REGION,
@@ -85,8 +85,9 @@ def package_function(source: Path = FUNCTION_SOURCE) -> bytes:
 _transformed: dict[str, dict[str, Any]] = {}
 
 
-def transform(template: dict[str, Any], parameters: Mapping[str, str], code_uri: str,
-              session: boto3.session.Session) -> dict[str, Any]:
+def transform(
+    template: dict[str, Any], parameters: Mapping[str, str], code_uri: str, session: boto3.session.Session
+) -> dict[str, Any]:
     """Apply the SAM transform, pointing every function's CodeUri at `code_uri` (an s3:// URI).
 
     The result depends only on the arguments, so it is kept: tests deploy many times a session.
@@ -96,18 +97,25 @@ def transform(template: dict[str, Any], parameters: Mapping[str, str], code_uri:
 
     cache_key = json.dumps([template, dict(parameters), code_uri], sort_keys=True)
     if cache_key in _transformed:
-        return json.loads(json.dumps(_transformed[cache_key]))
+        cached: dict[str, Any] = json.loads(json.dumps(_transformed[cache_key]))
+        return cached
     template = json.loads(json.dumps(template))
     for resource in template["Resources"].values():
         if resource.get("Type") == "AWS::Serverless::Function":
             resource["Properties"]["CodeUri"] = code_uri
     result: dict[str, Any] = sam_transform(template, dict(parameters), ManagedPolicyLoader(session.client("iam")))
     _transformed[cache_key] = result
-    return json.loads(json.dumps(result))
+    copy: dict[str, Any] = json.loads(json.dumps(result))
+    return copy
 
 
-def deploy(session: boto3.session.Session, *, stack_name: str = "runway-archiver-local",
-           parameters: Mapping[str, str] | None = None, api_key: str = "local-demo-key") -> DeployedStack:
+def deploy(
+    session: boto3.session.Session,
+    *,
+    stack_name: str = "runway-archiver-local",
+    parameters: Mapping[str, str] | None = None,
+    api_key: str = "local-demo-key",
+) -> DeployedStack:
     """Deploy template.yaml into the AWS that `session` talks to (moto), return what it made."""
     parameters = dict(parameters or {})
     s3 = session.client("s3")
@@ -127,8 +135,9 @@ def deploy(session: boto3.session.Session, *, stack_name: str = "runway-archiver
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
 
     # moto does not create AWS::SecretsManager::Secret: make it, with the key, as an operator would.
-    secret_arn = session.client("secretsmanager").create_secret(
-        Name=f"{stack_name}-api-key", SecretString=api_key)["ARN"]
+    secret_arn = session.client("secretsmanager").create_secret(Name=f"{stack_name}-api-key", SecretString=api_key)[
+        "ARN"
+    ]
     outputs["ApiKeySecretArn"] = secret_arn
 
     lambda_client = session.client("lambda")
@@ -137,7 +146,8 @@ def deploy(session: boto3.session.Session, *, stack_name: str = "runway-archiver
     environment = {k: str(v) for k, v in configuration.get("Environment", {}).get("Variables", {}).items()}
     environment["API_KEY_SECRET_ARN"] = secret_arn
     lambda_client.update_function_configuration(
-        FunctionName=outputs["PollerFunctionName"], Environment={"Variables": environment})
+        FunctionName=outputs["PollerFunctionName"], Environment={"Variables": environment}
+    )
     return DeployedStack(stack_name, outputs, environment)
 
 
@@ -160,7 +170,8 @@ class MotoServer:
     def __enter__(self) -> MotoServer:
         self._process = subprocess.Popen(  # noqa: S603 - our own interpreter, fixed arguments
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

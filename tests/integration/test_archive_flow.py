@@ -13,7 +13,8 @@ Minutes = Callable[[int], str]
 
 
 def test_a_task_that_succeeds_is_archived_with_all_three_assets(
-        archive: Archive, feed: FeedEmulator, minutes: Minutes) -> None:
+    archive: Archive, feed: FeedEmulator, minutes: Minutes
+) -> None:
     # Given a task the provider reports queued, then running, then succeeded
     feed.add_task("task-ok", "0 1 3", video_size=300_000)
     archive.register("task-ok")
@@ -47,7 +48,8 @@ def test_a_task_that_succeeds_is_archived_with_all_three_assets(
 
 
 def test_the_completion_event_is_a_cloudevent_with_filterable_attributes(
-        archive: Archive, feed: FeedEmulator, minutes: Minutes) -> None:
+    archive: Archive, feed: FeedEmulator, minutes: Minutes
+) -> None:
     feed.add_task("task-ev", "3")
     archive.register("task-ev")
 
@@ -79,7 +81,8 @@ def test_the_completion_event_is_a_cloudevent_with_filterable_attributes(
 
 
 def test_a_success_without_poster_or_last_frame_records_them_as_absent(
-        archive: Archive, feed: FeedEmulator, minutes: Minutes) -> None:
+    archive: Archive, feed: FeedEmulator, minutes: Minutes
+) -> None:
     feed.add_task("task-bare", "3", poster=False, last_frame=False, with_state=False)
     archive.register("task-bare")
 
@@ -96,7 +99,8 @@ def test_a_success_without_poster_or_last_frame_records_them_as_absent(
 
 
 def test_a_failed_task_is_recorded_with_the_providers_message_and_announced(
-        archive: Archive, feed: FeedEmulator, minutes: Minutes) -> None:
+    archive: Archive, feed: FeedEmulator, minutes: Minutes
+) -> None:
     feed.add_task("task-bad", "1 2", fail_message="Generation failed: content moderation")
     archive.register("task-bad")
 
@@ -117,7 +121,8 @@ def test_a_failed_task_is_recorded_with_the_providers_message_and_announced(
 
 
 def test_queued_and_running_tasks_stay_pending_and_are_polled_again(
-        archive: Archive, feed: FeedEmulator, minutes: Minutes) -> None:
+    archive: Archive, feed: FeedEmulator, minutes: Minutes
+) -> None:
     feed.add_task("task-q", "0")
     feed.add_task("task-r", "1")
     archive.register("task-q", "task-r")
@@ -168,12 +173,12 @@ def test_polls_back_off_to_at_most_ten_minutes(archive: Archive, feed: FeedEmula
 
 
 def test_an_unknown_status_is_treated_as_still_running_and_logged(
-        archive: Archive, feed: FeedEmulator, minutes: Minutes) -> None:
+    archive: Archive, feed: FeedEmulator, minutes: Minutes
+) -> None:
     from runway_archiver.emulator import Fault
 
     feed.add_task("task-odd", "1")
-    feed.fail_feed("task-odd", Fault.answer({**load_event("feed/unknown-status.json")["data"],
-                                             "task_id": "task-odd"}))
+    feed.fail_feed("task-odd", Fault.answer({**load_event("feed/unknown-status.json")["data"], "task_id": "task-odd"}))
     archive.register("task-odd")
 
     summary = archive.run(minutes(0))
@@ -187,7 +192,8 @@ def test_an_unknown_status_is_treated_as_still_running_and_logged(
 
 
 def test_a_task_with_no_terminal_answer_expires_after_24_hours_and_is_announced(
-        archive: Archive, feed: FeedEmulator, minutes: Minutes) -> None:
+    archive: Archive, feed: FeedEmulator, minutes: Minutes
+) -> None:
     feed.add_task("task-stuck", "1")
     archive.register("task-stuck")
     archive.run(minutes(0))

@@ -14,7 +14,8 @@ Minutes = Callable[[int], str]
 
 
 def test_a_wrong_api_key_stops_the_run_and_leaves_every_task_pending(
-        archive: Archive, feed: FeedEmulator, minutes: Minutes) -> None:
+    archive: Archive, feed: FeedEmulator, minutes: Minutes
+) -> None:
     # Given five tasks, and a key in the secret that the feed refuses
     feed.api_key = "the-right-key"
     for n in range(5):
@@ -38,8 +39,7 @@ def test_a_wrong_api_key_stops_the_run_and_leaves_every_task_pending(
     assert any(line.get("request_id") == "emu-401" for line in archive.logs())
 
 
-def test_a_429_then_success_is_retried_within_the_run(
-        archive: Archive, feed: FeedEmulator, minutes: Minutes) -> None:
+def test_a_429_then_success_is_retried_within_the_run(archive: Archive, feed: FeedEmulator, minutes: Minutes) -> None:
     feed.add_task("task-busy", "3")
     feed.fail_feed("task-busy", Fault.http(429, retry_after=0))
     archive.register("task-busy")
@@ -52,7 +52,8 @@ def test_a_429_then_success_is_retried_within_the_run(
 
 
 def test_server_errors_then_success_are_retried_with_backoff(
-        archive: Archive, feed: FeedEmulator, minutes: Minutes) -> None:
+    archive: Archive, feed: FeedEmulator, minutes: Minutes
+) -> None:
     feed.add_task("task-flaky", "3")
     feed.fail_feed("task-flaky", Fault.http(500), Fault.http(502))
     archive.register("task-flaky")
@@ -64,7 +65,8 @@ def test_server_errors_then_success_are_retried_with_backoff(
 
 
 def test_server_errors_that_outlast_the_retries_leave_the_task_pending(
-        archive: Archive, feed: FeedEmulator, minutes: Minutes) -> None:
+    archive: Archive, feed: FeedEmulator, minutes: Minutes
+) -> None:
     feed.add_task("task-down", "3")
     feed.fail_feed("task-down", *[Fault.http(503, retry_after=0) for _ in range(5)])
     archive.register("task-down")
@@ -80,7 +82,8 @@ def test_server_errors_that_outlast_the_retries_leave_the_task_pending(
 
 
 def test_an_html_answer_and_a_non_200_code_are_poll_errors_not_outcomes(
-        archive: Archive, feed: FeedEmulator, minutes: Minutes) -> None:
+    archive: Archive, feed: FeedEmulator, minutes: Minutes
+) -> None:
     feed.add_task("task-html", "3")
     feed.add_task("task-code", "3")
     feed.fail_feed("task-html", Fault.html())
@@ -97,14 +100,15 @@ def test_an_html_answer_and_a_non_200_code_are_poll_errors_not_outcomes(
     assert archive.run(minutes(1))["archived"] == 2
 
 
-def test_a_task_claimed_by_a_live_run_is_left_alone(
-        archive: Archive, feed: FeedEmulator, minutes: Minutes) -> None:
+def test_a_task_claimed_by_a_live_run_is_left_alone(archive: Archive, feed: FeedEmulator, minutes: Minutes) -> None:
     # Given a task another run claimed a moment ago (its lease runs for five more minutes)
     feed.add_task("task-held", "3")
     archive.register("task-held")
-    archive.table.update_item(Key={"task_id": "task-held"},
-                              UpdateExpression="SET lease_owner = :o, lease_until = :u",
-                              ExpressionAttributeValues={":o": "other-run", ":u": int(time.time()) + 300})
+    archive.table.update_item(
+        Key={"task_id": "task-held"},
+        UpdateExpression="SET lease_owner = :o, lease_until = :u",
+        ExpressionAttributeValues={":o": "other-run", ":u": int(time.time()) + 300},
+    )
 
     summary = archive.run(minutes(0))
 
@@ -114,12 +118,15 @@ def test_a_task_claimed_by_a_live_run_is_left_alone(
 
 
 def test_a_claim_left_by_a_crashed_run_is_taken_over_after_its_lease(
-        archive: Archive, feed: FeedEmulator, minutes: Minutes) -> None:
+    archive: Archive, feed: FeedEmulator, minutes: Minutes
+) -> None:
     feed.add_task("task-orphan", "3")
     archive.register("task-orphan")
-    archive.table.update_item(Key={"task_id": "task-orphan"},
-                              UpdateExpression="SET lease_owner = :o, lease_until = :u",
-                              ExpressionAttributeValues={":o": "crashed-run", ":u": int(time.time()) - 1})
+    archive.table.update_item(
+        Key={"task_id": "task-orphan"},
+        UpdateExpression="SET lease_owner = :o, lease_until = :u",
+        ExpressionAttributeValues={":o": "crashed-run", ":u": int(time.time()) - 1},
+    )
 
     summary = archive.run(minutes(0))
 
@@ -144,7 +151,8 @@ def test_a_claim_is_exclusive(archive: Archive, minutes: Minutes) -> None:
 
 
 def test_a_failed_publish_is_announced_by_the_next_run_exactly_once(
-        archive: Archive, feed: FeedEmulator, minutes: Minutes) -> None:
+    archive: Archive, feed: FeedEmulator, minutes: Minutes
+) -> None:
     # Given a run whose topic is unreachable (a topic that does not exist)
     feed.add_task("task-news", "3")
     archive.register("task-news")
@@ -175,8 +183,7 @@ def test_a_failed_publish_is_announced_by_the_next_run_exactly_once(
     assert "outbox" not in archive.item("task-news")
 
 
-def test_the_same_outcome_always_has_the_same_event_id(
-        archive: Archive, feed: FeedEmulator, minutes: Minutes) -> None:
+def test_the_same_outcome_always_has_the_same_event_id(archive: Archive, feed: FeedEmulator, minutes: Minutes) -> None:
     from archiver.events import event_id
 
     feed.add_task("task-id", "3")
@@ -189,7 +196,8 @@ def test_the_same_outcome_always_has_the_same_event_id(
 
 
 def test_no_task_is_claimed_when_the_remaining_time_is_low(
-        archive: Archive, feed: FeedEmulator, minutes: Minutes) -> None:
+    archive: Archive, feed: FeedEmulator, minutes: Minutes
+) -> None:
     feed.add_task("task-late", "3")
     archive.register("task-late")
 
@@ -204,7 +212,8 @@ def test_no_task_is_claimed_when_the_remaining_time_is_low(
 
 
 def test_a_task_id_that_would_escape_the_key_prefix_fails_without_a_download(
-        archive: Archive, feed: FeedEmulator, minutes: Minutes) -> None:
+    archive: Archive, feed: FeedEmulator, minutes: Minutes
+) -> None:
     archive.register("../../etc", "a/b")
 
     summary = archive.run(minutes(0))
@@ -220,7 +229,8 @@ def test_a_task_id_that_would_escape_the_key_prefix_fails_without_a_download(
 
 
 def test_media_that_cannot_be_fetched_leaves_the_task_pending_for_a_later_try(
-        archive: Archive, feed: FeedEmulator, minutes: Minutes) -> None:
+    archive: Archive, feed: FeedEmulator, minutes: Minutes
+) -> None:
     feed.add_task("task-cdn", "3")
     feed.fail_media("/media/task-cdn/video.mp4", Fault(status=404, body=b"gone", content_type="text/plain"))
     archive.register("task-cdn")
@@ -234,8 +244,7 @@ def test_media_that_cannot_be_fetched_leaves_the_task_pending_for_a_later_try(
     assert archive.run(minutes(1))["archived"] == 1
 
 
-def test_media_on_a_refused_address_fails_the_task(
-        archive: Archive, feed: FeedEmulator, minutes: Minutes) -> None:
+def test_media_on_a_refused_address_fails_the_task(archive: Archive, feed: FeedEmulator, minutes: Minutes) -> None:
     # the stack allows 127.0.0.1/32 for the emulator; 127.0.0.2 and the metadata service stay refused
     feed.add_task("task-evil", "3")
     data = feed.task_data(feed.tasks["task-evil"], "3")

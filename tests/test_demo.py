@@ -1,0 +1,30 @@
+"""`make demo` as a user runs it: moto_server in its own process, the template deployed, a full run."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+
+def test_the_demo_archives_every_task_and_announces_each_once() -> None:
+    # When the demo runs from the command line, as `make demo` runs it
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "runway_archiver.cli", "demo", "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        check=False,
+    )
+
+    # Then it succeeds and its report shows every outcome the emulator scripted
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = result.stdout
+    assert "every task ended: True; exactly one event per task: True" in report
+    assert "demo-quick-cat     ARCHIVED" in report
+    assert "demo-moderated     FAILED" in report
+    assert "runway.task.failed" in report
+    assert report.count("runway.task.archived") == 3
+    assert "poster     absent" in report
