@@ -43,6 +43,8 @@ class Settings:
     fast_polls: int = 10
     claim_cutoff_seconds: float = 90.0
     max_media_bytes: int = 5 * 1024**3
+    media_copy_timeout_seconds: float = 150.0
+    persistent_error_grace_seconds: int = 3600
     connect_timeout_seconds: float = 3.05
     read_timeout_seconds: float = 20.0
 
@@ -96,6 +98,10 @@ class Settings:
             fast_polls=number("FAST_POLLS", int, cls.fast_polls),
             claim_cutoff_seconds=number("CLAIM_CUTOFF_SECONDS", float, cls.claim_cutoff_seconds),
             max_media_bytes=number("MAX_MEDIA_BYTES", int, cls.max_media_bytes),
+            media_copy_timeout_seconds=number("MEDIA_COPY_TIMEOUT_SECONDS", float, cls.media_copy_timeout_seconds),
+            persistent_error_grace_seconds=number(
+                "PERSISTENT_ERROR_GRACE_SECONDS", int, cls.persistent_error_grace_seconds
+            ),
             connect_timeout_seconds=number("CONNECT_TIMEOUT_SECONDS", float, cls.connect_timeout_seconds),
             read_timeout_seconds=number("READ_TIMEOUT_SECONDS", float, cls.read_timeout_seconds),
         )

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import urllib3
 from urllib3.exceptions import HTTPError as Urllib3Error
 
+from .errors import Persistence
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
@@ -104,7 +106,8 @@ class FeedErrorKind(enum.Enum):
     """Why a poll gave no usable answer. Decisions are made on this, never on message text."""
 
     UNAUTHORIZED = "unauthorized"  # 401: the key is wrong; a configuration error
-    REJECTED = "rejected"  # 400/403: the request itself is refused; retrying will not help
+    FORBIDDEN = "forbidden"  # 403: the key may not do this (account-wide); a configuration error
+    REJECTED = "rejected"  # 400: this task's request is refused; retrying will not help
     REDIRECTED = "redirected"  # 3xx: wrong base URL; redirects are never followed
     UNAVAILABLE = "unavailable"  # 429/5xx after retries, timeouts, connection errors
     MALFORMED = "malformed"  # not JSON, no `data`, an answer for another task
@@ -113,7 +116,14 @@ class FeedErrorKind(enum.Enum):
     @property
     def is_configuration_error(self) -> bool:
         """Every other task would fail the same way: stop the run early."""
-        return self in (FeedErrorKind.UNAUTHORIZED, FeedErrorKind.REDIRECTED)
+        return self in (FeedErrorKind.UNAUTHORIZED, FeedErrorKind.FORBIDDEN, FeedErrorKind.REDIRECTED)
+
+    @property
+    def persistence(self) -> Persistence:
+        """For the task: a refusal of the task itself is waited out for a grace period only."""
+        if self in (FeedErrorKind.REJECTED, FeedErrorKind.APPLICATION):
+            return Persistence.PERSISTENT
+        return Persistence.TRANSIENT
 
 
 class FeedError(Exception):
@@ -268,6 +278,8 @@ def _task_data(task_id: str, body: Mapping[str, Any]) -> Mapping[str, Any]:
 def _kind_for_status(http_status: int) -> FeedErrorKind:
     if http_status == 401:
         return FeedErrorKind.UNAUTHORIZED
+    if http_status == 403:
+        return FeedErrorKind.FORBIDDEN
     if 300 <= http_status < 400:
         return FeedErrorKind.REDIRECTED
     if http_status in RETRYABLE_STATUSES or http_status >= 500:

@@ -112,3 +112,8 @@ def _emit_metrics(summary: RunSummary) -> None:
     for metric, field in _COUNTS.items():
         metrics.add_metric(name=metric, unit=MetricUnit.Count, value=counts[field])
     metrics.add_metric(name="BytesArchived", unit=MetricUnit.Bytes, value=summary.bytes_archived)
+    # Every pending task is claimed at least every MAX_POLL_INTERVAL_SECONDS, so the maximum of
+    # this over that window is the age of the oldest pending task: the "tasks stuck" signal.
+    metrics.add_metric(
+        name="OldestPendingTaskAgeSeconds", unit=MetricUnit.Seconds, value=summary.oldest_claimed_age_seconds
+    )

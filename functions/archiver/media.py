@@ -14,8 +14,9 @@ import ipaddress
 import mimetypes
 import posixpath
 import socket
+import time
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Any, ClassVar, cast
+from typing import IO, TYPE_CHECKING, Any, ClassVar, TypeAlias, cast
 from urllib.parse import urljoin, urlsplit
 
 import urllib3
@@ -26,14 +27,17 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 from urllib3.exceptions import HTTPError as Urllib3Error
 
+from .errors import Persistence
+
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
 
     from mypy_boto3_s3 import S3Client
 
     from .config import IPNetwork
 
 MiB = 1024 * 1024
+READ_CHUNK = 256 * 1024  # the copy deadline is checked between reads of at most this much
 MAX_REDIRECTS = 3
 # Refused whatever the operator allows: the EC2 and ECS credential endpoints.
 METADATA_ADDRESSES = frozenset(ipaddress.ip_address(a) for a in ("169.254.169.254", "169.254.170.2", "fd00:ec2::254"))
@@ -51,30 +55,36 @@ _GENERIC_TYPES = frozenset({"application/octet-stream", "binary/octet-stream"})
 
 
 class MediaError(Exception):
-    """A media copy that did not happen. `permanent` errors will not heal by retrying."""
+    """A media copy that did not happen, and how long retrying it is worth it."""
 
-    permanent: bool = False
-
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, persistence: Persistence = Persistence.TRANSIENT) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.persistence = persistence
 
 
 class AddressRefused(MediaError):
     """The URL points somewhere the function must never read from."""
 
-    permanent = True
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason, Persistence.PERMANENT)
 
 
 class MediaTooLarge(MediaError):
-    permanent = True
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason, Persistence.PERMANENT)
+
+
+# A CDN answering these has lost the file (or the signed link expired): wait a grace period, then fail.
+_GONE_STATUSES = frozenset({403, 404, 410})
 
 
 class AddressGuard:
     """Decides which URLs and addresses the function may download from."""
 
-    def __init__(self, allowed_private_networks: Iterable[IPNetwork] = ()) -> None:
+    def __init__(self, allowed_private_networks: Iterable[IPNetwork] = (), *, resolve: Resolver | None = None) -> None:
         self._allowed = tuple(allowed_private_networks)
+        self._resolve = resolve or _resolve
 
     def check_url(self, url: str) -> None:
         parts = urlsplit(url)
@@ -108,7 +118,9 @@ class AddressGuard:
         self, host: str, port: int, timeout: float | None, source_address: tuple[str, int] | None, socket_options: Any
     ) -> socket.socket:
         """Resolve `host`, refuse if any address is off limits, connect to a checked address."""
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        # One lookup; the socket connects to exactly the addresses checked here (no second lookup
+        # that a rebinding DNS server could answer differently).
+        infos = self._resolve(host, port)
         addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
         for address in addresses:
             self.check_address(address, host)
@@ -134,6 +146,13 @@ class AddressGuard:
                 raise
             return sock
         raise last_error or OSError(f"no address to connect to for {host}")
+
+
+Resolver: TypeAlias = "Callable[[str, int], list[tuple[Any, Any, Any, Any, Any]]]"
+
+
+def _resolve(host: str, port: int) -> list[tuple[Any, Any, Any, Any, Any]]:
+    return list(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
 
 
 def _embedded_addresses(
@@ -207,8 +226,11 @@ class StoredAsset:
 class _HashingReader:
     """A file-like view of an HTTP body that hashes, counts and bounds what passes through."""
 
-    def __init__(self, response: urllib3.BaseHTTPResponse, expected_size: int | None, max_size: int) -> None:
+    def __init__(
+        self, response: urllib3.BaseHTTPResponse, expected_size: int | None, max_size: int, deadline: float
+    ) -> None:
         self._response = response
+        self._deadline = deadline
         self._expected_size = expected_size
         self._max_size = max_size
         self._sha256 = hashlib.sha256()
@@ -220,8 +242,11 @@ class _HashingReader:
         wanted = size if size >= 0 else None
         got = 0
         while wanted is None or got < wanted:
+            if time.monotonic() > self._deadline:
+                # A slow drip never trips the read timeout; this bounds the whole copy.
+                raise MediaError(f"copy not finished in time after {self.size + got} bytes")
             try:
-                data = self._response.read(None if wanted is None else wanted - got)
+                data = self._response.read(min(READ_CHUNK, wanted - got) if wanted is not None else READ_CHUNK)
             except Urllib3Error as exc:
                 raise MediaError(f"download broken off after {self.size + got} bytes: {type(exc).__name__}") from exc
             if not data:
@@ -303,34 +328,46 @@ class MediaArchiver:
     def key_for(self, task_id: str, role: str, extension: str) -> str:
         return f"{self._prefix}/{task_id}/{role}{extension}"
 
-    def copy(self, task_id: str, role: str, url: str) -> StoredAsset:
-        """Copy one URL to `{prefix}/{task_id}/{role}{ext}`; the same key on every retry."""
+    def copy(self, task_id: str, role: str, url: str, *, deadline: float | None = None) -> StoredAsset:
+        """Copy one URL to `{prefix}/{task_id}/{role}{ext}`; the same key on every retry.
+
+        `deadline` (time.monotonic()) bounds the whole copy; past it the copy is abandoned and the
+        multipart upload aborted, so nothing partial is ever visible in the bucket.
+        """
         response = self._open(url)
         try:
-            content_type = _accepted_content_type(role, self.ROLES[role], response, url)
-            expected = _content_length(response)
-            if expected is not None and expected > self._max_bytes:
-                raise MediaTooLarge(f"Content-Length {expected} exceeds the limit of {self._max_bytes} bytes")
-            key = self.key_for(task_id, role, _extension(content_type, url))
-            reader = _HashingReader(response, expected, self._max_bytes)
-            try:
-                self._s3.upload_fileobj(
-                    cast("IO[bytes]", reader),  # file-like enough: s3transfer only calls read()
-                    self._bucket,
-                    key,
-                    ExtraArgs={"ContentType": content_type},
-                    Config=self._transfer,
-                )
-            except (ClientError, BotoCoreError) as exc:
-                raise MediaError(f"upload to s3://{self._bucket}/{key} failed: {type(exc).__name__}") from exc
-            if not reader.finished:
-                raise MediaError("upload ended before the download did")
-            return StoredAsset(self._bucket, key, reader.size, reader.hexdigest, content_type)
-        finally:
-            response.release_conn()
+            asset = self._upload(task_id, role, url, response, deadline)
+        except BaseException:
+            response.close()  # a half-read body must not go back to the pool
+            raise
+        response.release_conn()
+        return asset
+
+    def _upload(
+        self, task_id: str, role: str, url: str, response: urllib3.BaseHTTPResponse, deadline: float | None
+    ) -> StoredAsset:
+        content_type = _accepted_content_type(role, self.ROLES[role], response, url)
+        expected = _content_length(response)
+        if expected is not None and expected > self._max_bytes:
+            raise MediaTooLarge(f"Content-Length {expected} exceeds the limit of {self._max_bytes} bytes")
+        key = self.key_for(task_id, role, _extension(content_type, url))
+        reader = _HashingReader(response, expected, self._max_bytes, deadline or float("inf"))
+        try:
+            self._s3.upload_fileobj(
+                cast("IO[bytes]", reader),  # file-like enough: s3transfer only calls read()
+                self._bucket,
+                key,
+                ExtraArgs={"ContentType": content_type},
+                Config=self._transfer,
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise MediaError(f"upload to s3://{self._bucket}/{key} failed: {type(exc).__name__}") from exc
+        if not reader.finished:
+            raise MediaError("upload ended before the download did")
+        return StoredAsset(self._bucket, key, reader.size, reader.hexdigest, content_type)
 
     def _open(self, url: str) -> urllib3.BaseHTTPResponse:
-        """GET `url`, following at most MAX_REDIRECTS redirects, each hop re-checked."""
+        """GET `url`, following at most MAX_REDIRECTS redirects, each hop checked again."""
         current = url
         for _ in range(MAX_REDIRECTS + 1):
             self._guard.check_url(current)
@@ -353,9 +390,13 @@ class MediaArchiver:
             if response.status != 200:
                 response.drain_conn()
                 response.release_conn()
-                raise MediaError(f"download of {_safe(current)} answered HTTP {response.status}")
+                gone = response.status in _GONE_STATUSES
+                raise MediaError(
+                    f"download of {_safe(current)} answered HTTP {response.status}",
+                    Persistence.PERSISTENT if gone else Persistence.TRANSIENT,
+                )
             return response
-        raise MediaError(f"more than {MAX_REDIRECTS} redirects from {_safe(url)}")
+        raise MediaError(f"more than {MAX_REDIRECTS} redirects from {_safe(url)}", Persistence.PERSISTENT)
 
 
 def _accepted_content_type(role: str, kind: str, response: urllib3.BaseHTTPResponse, url: str) -> str:
@@ -364,7 +405,8 @@ def _accepted_content_type(role: str, kind: str, response: urllib3.BaseHTTPRespo
         guessed, _ = mimetypes.guess_type(urlsplit(url).path)
         return guessed if guessed and guessed.startswith(kind + "/") else declared or "application/octet-stream"
     if not declared.startswith(kind + "/"):
-        raise MediaError(f"{role} answered Content-Type {declared!r}, expected {kind}/*")
+        # Typically an error page served with 200: the file is not there (yet).
+        raise MediaError(f"{role} answered Content-Type {declared!r}, expected {kind}/*", Persistence.PERSISTENT)
     return declared
 
 

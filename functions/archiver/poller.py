@@ -15,6 +15,7 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
 from . import events
+from .errors import Persistence
 from .feed import FeedAnswer, FeedError, Progress
 from .media import MediaError
 from .tasks import ARCHIVED, EXPIRED, FAILED, Claim, LeaseLost, from_dynamo
@@ -34,6 +35,7 @@ logger = Logger(child=True)
 # A task id becomes part of S3 keys: one safe path segment, nothing else.
 VALID_TASK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}")
 ASSET_ROLES = ("poster", "last_frame", "video")  # small files first: a broken poster costs no video copy
+RECORD_RESERVE_SECONDS = 15.0  # kept back from a copy's time budget to record and announce its outcome
 
 
 @dataclass
@@ -58,6 +60,7 @@ class RunSummary:
     publish_errors: int = 0
     task_errors: int = 0
     left_for_next_run: int = 0
+    oldest_claimed_age_seconds: int = 0  # since first seen, over the tasks this run claimed
     configuration_error: str | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -65,6 +68,10 @@ class RunSummary:
         with self._lock:
             for name, value in counts.items():
                 setattr(self, name, getattr(self, name) + value)
+
+    def saw_age(self, seconds: int) -> None:
+        with self._lock:
+            self.oldest_claimed_age_seconds = max(self.oldest_claimed_age_seconds, seconds)
 
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
@@ -165,6 +172,7 @@ class _Run:
                     logger.info("task held by another run or no longer due")
                     return
                 self.summary.add(claimed=1)
+                self.summary.saw_age(self.now_epoch - claim.first_seen_at)
                 self.work_on(claim)
             except LeaseLost:
                 self.summary.add(claim_conflicts=1)
@@ -181,11 +189,8 @@ class _Run:
 
     def work_on(self, claim: Claim) -> None:
         if not VALID_TASK_ID.fullmatch(claim.task_id):
-            self.finish(
-                claim,
-                None,
-                Outcome(FAILED, "task_id is not a valid identifier (letters, digits, '_', '.', ':', '-'; at most 200)"),
-            )
+            reason = "task_id is not a valid identifier (letters, digits, '_', '.', ':', '-'; at most 200)"
+            self.finish(claim, None, Outcome(FAILED, reason))
             return
         try:
             answer = self.p.feed.fetch(claim.task_id)
@@ -202,7 +207,7 @@ class _Run:
             )
             if exc.kind.is_configuration_error:
                 self.stop_reason = self.summary.configuration_error = exc.reason
-            self.keep_pending(claim, None, exc.reason)
+            self.setback(claim, None, exc.reason, exc.kind.persistence)
             return
         self.summary.add(polled=1)
         if answer.note:
@@ -212,34 +217,53 @@ class _Run:
         elif answer.progress is Progress.SUCCEEDED:
             self.archive(claim, answer)
         else:
-            self.keep_pending(claim, answer, None)
+            self.keep_pending(claim, answer)
 
     def archive(self, claim: Claim, answer: FeedAnswer) -> None:
         urls = {"video": answer.video_url, "poster": answer.poster_url, "last_frame": answer.last_frame_url}
         assets: dict[str, StoredAsset | None] = {}
         with self.p.copy_slots:
+            # The copy must end in time for its outcome to be recorded before the invocation does.
+            budget = min(self.settings.media_copy_timeout_seconds, self.remaining_seconds() - RECORD_RESERVE_SECONDS)
+            deadline = time.monotonic() + max(0.0, budget)
             for role in ASSET_ROLES:
                 url = urls[role]
                 if url is None:
                     assets[role] = None  # absent in the answer: recorded as absent, not an error
                     continue
                 try:
-                    assets[role] = self.p.media.copy(claim.task_id, role, url)
+                    assets[role] = self.p.media.copy(claim.task_id, role, url, deadline=deadline)
                 except MediaError as exc:
                     self.summary.add(archive_errors=1)
                     logger.warning(
-                        "media copy failed", extra={"role": role, "reason": exc.reason, "permanent": exc.permanent}
+                        "media copy failed",
+                        extra={"role": role, "reason": exc.reason, "persistence": exc.persistence.value},
                     )
-                    if exc.permanent:
-                        self.finish(claim, answer, Outcome(FAILED, f"{role}: {exc.reason}"))
-                    else:
-                        self.keep_pending(claim, answer, f"{role}: {exc.reason}")
+                    self.setback(claim, answer, f"{role}: {exc.reason}", exc.persistence)
                     return
         copied = sum(asset.size for asset in assets.values() if asset)
         self.summary.add(bytes_archived=copied)
         self.finish(claim, answer, Outcome(ARCHIVED, assets=assets))
 
-    def keep_pending(self, claim: Claim, answer: FeedAnswer | None, error: str | None) -> None:
+    def setback(self, claim: Claim, answer: FeedAnswer | None, reason: str, persistence: Persistence) -> None:
+        """A poll or copy that failed: fail the task, or keep it pending, as the error deserves."""
+        if persistence is Persistence.PERMANENT:
+            self.finish(claim, answer, Outcome(FAILED, reason))
+            return
+        failing_since = None
+        if persistence is Persistence.PERSISTENT:
+            failing_since = int(claim.item.get("failing_since", self.now_epoch))
+            grace = self.settings.persistent_error_grace_seconds
+            if self.now_epoch - failing_since >= grace:
+                self.finish(claim, answer, Outcome(FAILED, f"{reason} (for over {grace // 60} min)"))
+                return
+        elif "failing_since" in claim.item:
+            failing_since = int(claim.item["failing_since"])  # a transient error neither starts nor ends it
+        self.keep_pending(claim, answer, error=reason, failing_since=failing_since)
+
+    def keep_pending(
+        self, claim: Claim, answer: FeedAnswer | None, *, error: str | None = None, failing_since: int | None = None
+    ) -> None:
         waited = self.now_epoch - claim.first_seen_at
         if waited >= self.settings.expire_after_seconds:
             last = error or (f"last provider status {answer.data.get('status')!r}" if answer else "never answered")
@@ -248,10 +272,12 @@ class _Run:
             return
         polls = claim.poll_count + 1
         delay = poll_delay(polls, self.settings)
-        fields = {"last_polled_at": self.now_iso, **_provider_fields(answer)}
+        fields: dict[str, Any] = {"last_polled_at": self.now_iso, **_provider_fields(answer)}
         if error:
             fields["last_error"] = error
-        self.p.store.reschedule(claim, self.now_epoch + delay, fields)
+        if failing_since is not None:
+            fields["failing_since"] = failing_since
+        self.p.store.reschedule(claim, self.now_epoch + delay, fields, clear_failing=failing_since is None)
         self.summary.add(still_pending=1)
         logger.info(
             "still pending",

@@ -131,10 +131,13 @@ class TaskStore:
         return None if attributes is None else _claim(task_id, run_id, attributes)
 
     # -- outcomes -------------------------------------------------------------------------
-    def reschedule(self, claim: Claim, next_poll_at: int, fields: Mapping[str, Any]) -> None:
+    def reschedule(
+        self, claim: Claim, next_poll_at: int, fields: Mapping[str, Any], *, clear_failing: bool = False
+    ) -> None:
         """Still PENDING: record what was learnt, set the next poll, let go of the claim."""
         sets = {"next_poll_at": next_poll_at, "poll_count": claim.poll_count + 1, **fields}
-        self._owned_update(claim, sets, remove=("lease_owner", "lease_until"))
+        remove = ("lease_owner", "lease_until") + (("failing_since",) if clear_failing else ())
+        self._owned_update(claim, sets, remove=remove)
 
     def record_outcome(
         self, claim: Claim, status: str, fields: Mapping[str, Any], event: str, completed_at: str

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 STATE_WORDS = {"0": "queued", "1": "running", "2": "failed", "3": "succeeded"}
 CONTENT_TYPES = {".mp4": "video/mp4", ".png": "image/png", ".jpg": "image/jpeg"}
 _BLOCK = 1024 * 1024
+_PIECE = 64 * 1024
 
 
 @dataclass
@@ -34,9 +35,19 @@ class Fault:
     body: bytes | None = None
     headers: dict[str, str] = field(default_factory=dict)
     content_type: str = "application/json"
-    truncate_at: int | None = None  # media: stop sending after this many bytes, then close
+    truncate_at: int | None = None  # stop sending the body after this many bytes, then close
     drop: bool = False  # close the connection without answering
-    delay: float = 0.0
+    delay: float = 0.0  # seconds before answering
+    # Media only: serve the real file, but misbehave while doing it.
+    stream: bool = False  # serve the file (with the changes below) rather than `body`
+    chunked: bool = False  # no Content-Length: Transfer-Encoding chunked
+    drip_seconds: float = 0.0  # pause between 64 KiB pieces
+    stream_content_type: str | None = None  # claim another Content-Type for the file
+
+    @classmethod
+    def media(cls, **changes: Any) -> Fault:
+        """The real media file, served with `changes` (truncate_at, chunked, drip_seconds, …)."""
+        return cls(stream=True, **changes)
 
     @classmethod
     def http(cls, status: int, *, retry_after: int | None = None) -> Fault:
@@ -248,29 +259,40 @@ class _FeedHandler(BaseHTTPRequestHandler):
             self.emulator.requests.append(("GET", self.path))
         fault = self.emulator.next_media_fault(self.path)
         size = self.emulator.media_size(self.path)
-        if fault is not None and fault.truncate_at is None:
+        if fault is not None and not fault.stream:
             self._send(fault)
         elif size is None:
             self._send(Fault(status=404, body=b"not found", content_type="text/plain"))
         else:
-            self._stream_media(size, fault.truncate_at if fault is not None else None)
+            self._stream_media(size, fault or Fault(stream=True))
 
-    def _stream_media(self, size: int, truncate_at: int | None) -> None:
+    def _stream_media(self, size: int, how: Fault) -> None:
         suffix = self.path[self.path.rfind(".") :]
         self.send_response(200)
-        self.send_header("Content-Type", CONTENT_TYPES.get(suffix, "application/octet-stream"))
-        self.send_header("Content-Length", str(size))
+        content_type = how.stream_content_type or CONTENT_TYPES.get(suffix, "application/octet-stream")
+        self.send_header("Content-Type", content_type)
+        if how.chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Content-Length", str(size))
         self.end_headers()
-        limit = size if truncate_at is None else truncate_at
+        limit = size if how.truncate_at is None else how.truncate_at
         sent = 0
         for chunk in media_bytes(self.path, size):
-            piece = chunk[: max(0, limit - sent)]
-            self.wfile.write(piece)
-            sent += len(piece)
+            for start in range(0, len(chunk), _PIECE):
+                piece = chunk[start : start + _PIECE][: max(0, limit - sent)]
+                if how.drip_seconds:
+                    time.sleep(how.drip_seconds)
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece) if how.chunked else piece)
+                sent += len(piece)
+                if sent >= limit:
+                    break
             if sent >= limit:
                 break
         if sent < size:
-            self.close_connection = True  # the client sees a body shorter than Content-Length
+            self.close_connection = True  # the client sees a body cut short
+        elif how.chunked:
+            self.wfile.write(b"0\r\n\r\n")
 
     def _send(self, fault: Fault) -> None:
         if fault.delay:
@@ -285,6 +307,10 @@ class _FeedHandler(BaseHTTPRequestHandler):
         for name, value in fault.headers.items():
             self.send_header(name, value)
         self.end_headers()
+        if fault.truncate_at is not None:
+            self.wfile.write(body[: fault.truncate_at])
+            self.close_connection = True  # a reset in the middle of the answer
+            return
         self.wfile.write(body)
 
 
