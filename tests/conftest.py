@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import io
+import ipaddress
 import json
+import os
+import socket
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +21,24 @@ from runway_archiver.emulator import FeedEmulator
 from runway_archiver.local_aws import FAKE_CREDENTIALS, DeployedStack, LocalLambdaContext, deploy
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
+
+
+def _loopback_only(event: str, args: tuple[Any, ...]) -> None:
+    """A safety net under the address guard: this test process never connects off loopback."""
+    if event != "socket.connect":
+        return
+    sock, address = args
+    if sock.family not in (socket.AF_INET, socket.AF_INET6) or not isinstance(address, tuple):
+        return
+    try:
+        ip = ipaddress.ip_address(str(address[0]).split("%")[0])
+    except ValueError:
+        return
+    if not ip.is_loopback:
+        raise ConnectionRefusedError(f"the tests may connect only to loopback, not to {address[0]}")
+
+
+sys.addaudithook(_loopback_only)
 API_KEY = "test-key-5f0c"  # the emulator's key; tests assert it never shows in logs
 
 
@@ -44,16 +66,19 @@ def feed() -> Iterator[FeedEmulator]:
 
 
 @pytest.fixture
-def stack(feed: FeedEmulator) -> Iterator[DeployedStack]:
+def allowed_networks() -> str:
+    """The stack's AllowedPrivateNetworks: the emulated CDN lives on 127.0.0.1. Override to change."""
+    return "127.0.0.1/32"
+
+
+@pytest.fixture
+def stack(feed: FeedEmulator, allowed_networks: str) -> Iterator[DeployedStack]:
     """template.yaml deployed into moto, configured for the feed emulator on loopback."""
     with mock_aws():
         yield deploy(
             boto3.session.Session(),
             api_key=API_KEY,
-            parameters={
-                "CometApiBaseUrl": feed.base_url,
-                "AllowedPrivateNetworks": "127.0.0.1/32",
-            },
+            parameters={"CometApiBaseUrl": feed.base_url, "AllowedPrivateNetworks": allowed_networks},
         )
 
 
@@ -86,13 +111,15 @@ class Archive:
         event: dict[str, Any] | None = None,
         remaining_seconds: float = 240.0,
         env: dict[str, str] | None = None,
+        session: boto3.session.Session | None = None,
     ) -> dict[str, Any]:
         """Invoke the Lambda handler as the schedule would, in a fresh container (cold start)."""
         for name, value in {**self.stack.function_environment, **(env or {})}.items():
             self.monkeypatch.setenv(name, value)
         from archiver import handler  # after the environment is set, as in Lambda
 
-        self.monkeypatch.setattr(handler, "_poller", None)
+        # A new container each run; `session` lets a test hook faults into the real boto3 clients.
+        self.monkeypatch.setattr(handler, "_poller", handler.build_poller(os.environ, session) if session else None)
         self.monkeypatch.setattr(handler.logger.registered_handler, "stream", self.log_stream)
         result: dict[str, Any] = handler.lambda_handler(
             event if event is not None else {"scheduled_time": at},

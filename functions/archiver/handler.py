@@ -47,7 +47,7 @@ _COUNTS = {
 _poller: Poller | None = None
 
 
-def build_poller(environ: Mapping[str, str]) -> Poller:
+def build_poller(environ: Mapping[str, str], session: boto3.session.Session | None = None) -> Poller:
     """Wire the poller to real AWS clients and HTTP pools (boto3 honours AWS_ENDPOINT_URL)."""
     settings = Settings.from_environ(environ)
     aws_config = Config(
@@ -56,7 +56,7 @@ def build_poller(environ: Mapping[str, str]) -> Poller:
         read_timeout=30,
         max_pool_connections=max(10, settings.poll_concurrency + 4 * settings.archive_concurrency),
     )
-    session = boto3.session.Session()
+    session = session or boto3.session.Session()
     api_key = SecretApiKey(session.client("secretsmanager", config=aws_config), settings.api_key_secret_id)
     timeout = urllib3.Timeout(connect=settings.connect_timeout_seconds, read=settings.read_timeout_seconds)
     feed = FeedClient(

@@ -14,7 +14,7 @@ import json
 import threading
 import time
 from collections import defaultdict, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +43,10 @@ class Fault:
     chunked: bool = False  # no Content-Length: Transfer-Encoding chunked
     drip_seconds: float = 0.0  # pause between 64 KiB pieces
     stream_content_type: str | None = None  # claim another Content-Type for the file
+
+    def cut_after(self, at: int) -> Fault:
+        """This answer, cut off after `at` bytes of its body."""
+        return replace(self, truncate_at=at)
 
     @classmethod
     def media(cls, **changes: Any) -> Fault:
@@ -93,7 +97,9 @@ class EmulatedTask:
 class FeedEmulator:
     """The feed and its CDN on 127.0.0.1; use as a context manager or start()/stop()."""
 
-    def __init__(self, api_key: str = "emulated-key", *, port: int = 0, latency: float = 0.0) -> None:
+    def __init__(
+        self, api_key: str = "emulated-key", *, host: str = "127.0.0.1", port: int = 0, latency: float = 0.0
+    ) -> None:
         self.api_key = api_key
         self.latency = latency
         self.tasks: dict[str, EmulatedTask] = {}
@@ -102,7 +108,7 @@ class FeedEmulator:
         self.requests: list[tuple[str, str]] = []
         self.feed_headers: list[dict[str, str]] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler_for(self))
+        self._server = ThreadingHTTPServer((host, port), _handler_for(self))
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 

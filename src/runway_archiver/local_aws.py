@@ -160,7 +160,11 @@ def free_port() -> int:
 
 
 class MotoServer:
-    """`moto_server` on loopback as a separate process (so its memory is not ours)."""
+    """moto's server on loopback as a separate process (so its memory is not ours).
+
+    Requests are served one at a time: moto's backends have no locks, and real DynamoDB makes
+    each conditional write atomic, which the claims rely on. See `runway_archiver.moto_serialized`.
+    """
 
     def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
@@ -169,7 +173,7 @@ class MotoServer:
 
     def __enter__(self) -> MotoServer:
         self._process = subprocess.Popen(  # noqa: S603 - our own interpreter, fixed arguments
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            [sys.executable, "-m", "runway_archiver.moto_serialized", "--port", str(self.port)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -189,6 +193,13 @@ class MotoServer:
         if self._process is not None:
             self._process.terminate()
             self._process.wait(timeout=10)
+
+    def reset(self) -> None:
+        """Forget every resource: a clean AWS for the next test."""
+        request = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")  # noqa: S310
+        with urllib.request.urlopen(request, timeout=10):  # noqa: S310 - loopback
+            pass
+        _transformed.clear()
 
     def environment(self) -> dict[str, str]:
         """What boto3 needs to talk to this server instead of AWS."""

@@ -1,0 +1,68 @@
+"""The fault-injection suite's report: `pytest tests/faults --reliability-report docs/reliability.md`.
+
+Each case carries `@pytest.mark.fault(area, fault, expected)`; the report groups the cases by
+area and fault and says what was observed in this very run (passed, or how it failed).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+_results: dict[tuple[str, str, str], list[tuple[str, str]]] = defaultdict(list)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--reliability-report", metavar="PATH", help="write the fault table (Markdown) here")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "fault(area, fault, expected): a case of the fault-injection suite")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Any:
+    report = yield
+    marker = item.get_closest_marker("fault")
+    if marker is not None and (report.when == "call" or report.outcome != "passed"):
+        observed = "as expected" if report.outcome == "passed" else _first_line(report.longreprtext)
+        _results[tuple(marker.args)].append((item.name, observed))  # type: ignore[index]
+    return report
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    path = session.config.getoption("--reliability-report")
+    if not path or not _results:
+        return
+    lines = [
+        "| area | fault | cases | expected outcome | observed outcome |",
+        "|---|---|---|---|---|",
+    ]
+    for (area, fault, expected), cases in sorted(_results.items()):
+        failed = [observed for _, observed in cases if observed != "as expected"]
+        observed = (
+            f"as expected in {len(cases)} of {len(cases)}"
+            if not failed
+            else f"**{len(failed)} of {len(cases)} not as expected**: {failed[0]}"
+        )
+        lines.append(f"| {area} | {fault} | {len(cases)} | {expected} | {observed} |")
+    total = sum(len(cases) for cases in _results.values())
+    passed = sum(1 for cases in _results.values() for _, o in cases if o == "as expected")
+    text = Path(path).read_text() if Path(path).exists() else ""
+    table = "\n".join(lines) + f"\n\nCases: {total}; as expected: {passed}.\n"
+    begin, end = "<!-- fault-table:begin -->", "<!-- fault-table:end -->"
+    if begin in text and end in text:
+        text = text[: text.index(begin) + len(begin)] + "\n" + table + text[text.index(end) :]
+    else:
+        text += f"\n{begin}\n{table}{end}\n"
+    Path(path).write_text(text)
+
+
+def _first_line(text: str) -> str:
+    for line in text.splitlines():
+        if line.startswith("E "):
+            return line[2:].strip().replace("|", "/")[:160]
+    return "failed"
