@@ -25,22 +25,45 @@ RECOVERED_IN_RUN = "retried within the run with backoff; archived, one event"
 @pytest.mark.parametrize(
     ("faults", "env"),
     [
-        pytest.param([Fault(drop=True)], {}, id="connection-closed", marks=pytest.mark.fault(
-            AREA, "connection closed before an answer", RECOVERED_IN_RUN)),
-        pytest.param([Fault(delay=1.0)], {"READ_TIMEOUT_SECONDS": "0.3"}, id="read-timeout", marks=pytest.mark.fault(
-            AREA, "read timeout", RECOVERED_IN_RUN)),
-        pytest.param([Fault.http(429, retry_after=1)], {}, id="429-retry-after", marks=pytest.mark.fault(
-            AREA, "429 with Retry-After", RECOVERED_IN_RUN + " (waited Retry-After)")),
-        pytest.param([Fault.http(429)], {}, id="429-bare", marks=pytest.mark.fault(
-            AREA, "429 without Retry-After", RECOVERED_IN_RUN)),
+        pytest.param(
+            [Fault(drop=True)],
+            {},
+            id="connection-closed",
+            marks=pytest.mark.fault(AREA, "connection closed before an answer", RECOVERED_IN_RUN),
+        ),
+        pytest.param(
+            [Fault(delay=1.0)],
+            {"READ_TIMEOUT_SECONDS": "0.3"},
+            id="read-timeout",
+            marks=pytest.mark.fault(AREA, "read timeout", RECOVERED_IN_RUN),
+        ),
+        pytest.param(
+            [Fault.http(429, retry_after=1)],
+            {},
+            id="429-retry-after",
+            marks=pytest.mark.fault(AREA, "429 with Retry-After", RECOVERED_IN_RUN + " (waited Retry-After)"),
+        ),
+        pytest.param(
+            [Fault.http(429)],
+            {},
+            id="429-bare",
+            marks=pytest.mark.fault(AREA, "429 without Retry-After", RECOVERED_IN_RUN),
+        ),
         *[
-            pytest.param([Fault.http(status)], {}, id=f"{status}-once", marks=pytest.mark.fault(
-                AREA, "500/502/503/504/524 once, then success", RECOVERED_IN_RUN))
+            pytest.param(
+                [Fault.http(status)],
+                {},
+                id=f"{status}-once",
+                marks=pytest.mark.fault(AREA, "500/502/503/504/524 once, then success", RECOVERED_IN_RUN),
+            )
             for status in (500, 502, 503, 504, 524)
         ],
-        pytest.param([Fault.http(500), Fault.http(502), Fault.http(503, retry_after=0), Fault.http(524)], {},
-                     id="burst-of-4", marks=pytest.mark.fault(
-            AREA, "a burst of 4 server errors, then success", RECOVERED_IN_RUN)),
+        pytest.param(
+            [Fault.http(500), Fault.http(502), Fault.http(503, retry_after=0), Fault.http(524)],
+            {},
+            id="burst-of-4",
+            marks=pytest.mark.fault(AREA, "a burst of 4 server errors, then success", RECOVERED_IN_RUN),
+        ),
     ],
 )
 def test_passing_faults_are_retried_within_the_run(
@@ -64,26 +87,54 @@ STAYS_PENDING = "poll error logged and counted; task stays PENDING with last_err
 @pytest.mark.parametrize(
     ("make_faults", "error_part"),
     [
-        pytest.param(lambda feed: [_answer(feed, "task", prompt="x" * 500).cut_after(40)], "cut off",
-                     id="reset-mid-answer", marks=pytest.mark.fault(AREA, "reset in the middle of the answer",
-                                                                    STAYS_PENDING)),
-        pytest.param(lambda feed: [Fault.http(503, retry_after=0)] * 5, "HTTP 503", id="503-burst-over-retries",
-                     marks=pytest.mark.fault(AREA, "server errors outlasting the 4 retries", STAYS_PENDING)),
-        pytest.param(lambda feed: [Fault.html()], "not JSON", id="html-200",
-                     marks=pytest.mark.fault(AREA, "HTML or invalid JSON with HTTP 200", STAYS_PENDING)),
-        pytest.param(lambda feed: [Fault(body=b'{"code": 200, "data": {"status": "3"')], "not JSON",
-                     id="invalid-json-200",
-                     marks=pytest.mark.fault(AREA, "HTML or invalid JSON with HTTP 200", STAYS_PENDING)),
-        pytest.param(lambda feed: [Fault(body=b'{"code": 200, "msg": "success"}')], "no `data`", id="data-missing",
-                     marks=pytest.mark.fault(AREA, "`data` missing or null", STAYS_PENDING)),
-        pytest.param(lambda feed: [Fault.answer(None)], "no `data`", id="data-null",
-                     marks=pytest.mark.fault(AREA, "`data` missing or null", STAYS_PENDING)),
-        pytest.param(lambda feed: [Fault(body=json.dumps({"code": 200, "data": {"pad": "x" * 2_000_000}}).encode())],
-                     "larger than", id="gigantic-body",
-                     marks=pytest.mark.fault(AREA, "gigantic body (2 MB)", STAYS_PENDING + "; at most 1 MiB read")),
-        pytest.param(lambda feed: [_answer(feed, "task", task_id="someone-else")], "another task",
-                     id="answer-for-another-task",
-                     marks=pytest.mark.fault(AREA, "an answer for another task id", STAYS_PENDING)),
+        pytest.param(
+            lambda feed: [_answer(feed, "task", prompt="x" * 500).cut_after(40)],
+            "cut off",
+            id="reset-mid-answer",
+            marks=pytest.mark.fault(AREA, "reset in the middle of the answer", STAYS_PENDING),
+        ),
+        pytest.param(
+            lambda feed: [Fault.http(503, retry_after=0)] * 5,
+            "HTTP 503",
+            id="503-burst-over-retries",
+            marks=pytest.mark.fault(AREA, "server errors outlasting the 4 retries", STAYS_PENDING),
+        ),
+        pytest.param(
+            lambda feed: [Fault.html()],
+            "not JSON",
+            id="html-200",
+            marks=pytest.mark.fault(AREA, "HTML or invalid JSON with HTTP 200", STAYS_PENDING),
+        ),
+        pytest.param(
+            lambda feed: [Fault(body=b'{"code": 200, "data": {"status": "3"')],
+            "not JSON",
+            id="invalid-json-200",
+            marks=pytest.mark.fault(AREA, "HTML or invalid JSON with HTTP 200", STAYS_PENDING),
+        ),
+        pytest.param(
+            lambda feed: [Fault(body=b'{"code": 200, "msg": "success"}')],
+            "no `data`",
+            id="data-missing",
+            marks=pytest.mark.fault(AREA, "`data` missing or null", STAYS_PENDING),
+        ),
+        pytest.param(
+            lambda feed: [Fault.answer(None)],
+            "no `data`",
+            id="data-null",
+            marks=pytest.mark.fault(AREA, "`data` missing or null", STAYS_PENDING),
+        ),
+        pytest.param(
+            lambda feed: [Fault(body=json.dumps({"code": 200, "data": {"pad": "x" * 2_000_000}}).encode())],
+            "larger than",
+            id="gigantic-body",
+            marks=pytest.mark.fault(AREA, "gigantic body (2 MB)", STAYS_PENDING + "; at most 1 MiB read"),
+        ),
+        pytest.param(
+            lambda feed: [_answer(feed, "task", task_id="someone-else")],
+            "another task",
+            id="answer-for-another-task",
+            marks=pytest.mark.fault(AREA, "an answer for another task id", STAYS_PENDING),
+        ),
     ],
 )
 def test_unusable_answers_leave_the_task_pending(
@@ -128,10 +179,16 @@ STILL_RUNNING = "not an outcome: task stays PENDING, the oddity logged; polled a
 @pytest.mark.parametrize(
     "changes",
     [
-        pytest.param({"status": "7", "state": "throttled"}, id="unknown-status",
-                     marks=pytest.mark.fault(AREA, "unknown status", STILL_RUNNING)),
-        pytest.param({"state": "succeeded", "video_url": None}, id="success-without-video",
-                     marks=pytest.mark.fault(AREA, "success without `video_url`", STILL_RUNNING)),
+        pytest.param(
+            {"status": "7", "state": "throttled"},
+            id="unknown-status",
+            marks=pytest.mark.fault(AREA, "unknown status", STILL_RUNNING),
+        ),
+        pytest.param(
+            {"state": "succeeded", "video_url": None},
+            id="success-without-video",
+            marks=pytest.mark.fault(AREA, "success without `video_url`", STILL_RUNNING),
+        ),
     ],
 )
 def test_odd_answers_are_read_as_still_running(
@@ -165,13 +222,24 @@ CONFIGURATION = "configuration error: the run stops claiming, every task stays P
 @pytest.mark.parametrize(
     ("fault", "reason_part"),
     [
-        pytest.param(Fault.http(401), "HTTP 401", id="401",
-                     marks=pytest.mark.fault(AREA, "401", CONFIGURATION + "; the key never logged")),
+        pytest.param(
+            Fault.http(401),
+            "HTTP 401",
+            id="401",
+            marks=pytest.mark.fault(AREA, "401", CONFIGURATION + "; the key never logged"),
+        ),
         pytest.param(Fault.http(403), "HTTP 403", id="403", marks=pytest.mark.fault(AREA, "403", CONFIGURATION)),
-        pytest.param(Fault(status=301, body=b"<html>Moved</html>", content_type="text/html",
-                           headers={"Location": "https://example.invalid/runway/feed"}),
-                     "HTTP 301", id="301-to-html", marks=pytest.mark.fault(
-                         AREA, "301 to an HTML page", CONFIGURATION + "; the redirect is not followed")),
+        pytest.param(
+            Fault(
+                status=301,
+                body=b"<html>Moved</html>",
+                content_type="text/html",
+                headers={"Location": "https://example.invalid/runway/feed"},
+            ),
+            "HTTP 301",
+            id="301-to-html",
+            marks=pytest.mark.fault(AREA, "301 to an HTML page", CONFIGURATION + "; the redirect is not followed"),
+        ),
     ],
 )
 def test_configuration_errors_stop_the_run_and_lose_nothing(
@@ -193,15 +261,21 @@ def test_configuration_errors_stop_the_run_and_lose_nothing(
     assert [r for r in feed.requests if r[0] == "GET"] == []
 
 
-PERSISTENT = "PENDING with failing_since; still refused after the grace period (60 min): FAILED with the reason, announced"
+PERSISTENT = (
+    "PENDING with failing_since; still refused after the grace period (60 min): FAILED with the reason, announced"
+)
 
 
 @pytest.mark.parametrize(
     ("fault", "reason_part"),
     [
         pytest.param(Fault.http(400), "HTTP 400", id="400", marks=pytest.mark.fault(AREA, "400", PERSISTENT)),
-        pytest.param(Fault.application_error(404, "task not found"), "code 404", id="code-404",
-                     marks=pytest.mark.fault(AREA, "valid JSON with `code` != 200", PERSISTENT)),
+        pytest.param(
+            Fault.application_error(404, "task not found"),
+            "code 404",
+            id="code-404",
+            marks=pytest.mark.fault(AREA, "valid JSON with `code` != 200", PERSISTENT),
+        ),
     ],
 )
 def test_a_task_the_feed_keeps_refusing_fails_after_the_grace_period(

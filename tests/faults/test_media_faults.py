@@ -1,0 +1,219 @@
+"""Faults of the media CDN, injected through the emulator, observed through the handler."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import boto3
+import pytest
+
+from runway_archiver.emulator import Fault, FeedEmulator, media_sha256
+from tests.conftest import Archive
+
+Minutes = Callable[[int], str]
+AREA = "Media CDN"
+VIDEO = "/media/task/video.mp4"
+KEY = "runway/task/video.mp4"
+MiB = 1024 * 1024
+
+
+def _nothing_left_in_the_bucket(archive: Archive) -> None:
+    s3 = boto3.client("s3")
+    assert s3.list_objects_v2(Bucket=archive.stack.bucket_name, Prefix="runway/task/video").get("KeyCount") == 0
+    assert s3.list_multipart_uploads(Bucket=archive.stack.bucket_name).get("Uploads", []) == []
+
+
+@pytest.mark.fault(AREA, "500 then success", "retried within the run; archived")
+def test_a_server_error_then_success_is_retried(archive: Archive, feed: FeedEmulator, minutes: Minutes) -> None:
+    feed.add_task("task", "3")
+    feed.fail_media(VIDEO, Fault(status=500, body=b"oops", content_type="text/plain"))
+    archive.register("task")
+
+    assert archive.run(minutes(0))["archived"] == 1
+    assert sum(1 for r in feed.requests if r == ("GET", VIDEO)) == 2
+
+
+RETRY_NEXT_POLL = "no object and no open multipart upload left; task PENDING; the next run archives it"
+
+
+@pytest.mark.parametrize(
+    ("video_size", "fault", "env", "error_part"),
+    [
+        pytest.param(
+            300_000,
+            Fault.media(truncate_at=100_000),
+            {},
+            "broken off",
+            id="truncated",
+            marks=pytest.mark.fault(AREA, "body shorter than Content-Length", RETRY_NEXT_POLL),
+        ),
+        pytest.param(
+            20 * MiB,
+            Fault.media(truncate_at=10 * MiB),
+            {},
+            "broken off",
+            id="cut-halfway-20MiB",
+            marks=pytest.mark.fault(AREA, "connection cut halfway through a 20 MiB file", RETRY_NEXT_POLL),
+        ),
+        pytest.param(
+            2 * MiB,
+            Fault.media(drip_seconds=0.05),
+            {"MEDIA_COPY_TIMEOUT_SECONDS": "0.5"},
+            "in time",
+            id="slow-drip",
+            marks=pytest.mark.fault(AREA, "slow drip (64 KiB every 50 ms, copy budget 0.5 s)", RETRY_NEXT_POLL),
+        ),
+    ],
+)
+def test_a_broken_download_leaves_nothing_and_is_retried(
+    archive: Archive,
+    feed: FeedEmulator,
+    minutes: Minutes,
+    video_size: int,
+    fault: Fault,
+    env: dict[str, str],
+    error_part: str,
+) -> None:
+    feed.add_task("task", "3", video_size=video_size)
+    feed.fail_media(VIDEO, fault)
+    archive.register("task")
+
+    first = archive.run(minutes(0), env=env)
+
+    assert first["archive_errors"] == 1
+    item = archive.item("task")
+    assert item["status"] == "PENDING"
+    assert error_part in item["last_error"]
+    _nothing_left_in_the_bucket(archive)
+    assert archive.run(minutes(1))["archived"] == 1
+    video = archive.item("task")["assets"]["video"]
+    assert (int(video["size"]), video["sha256"]) == (video_size, media_sha256(VIDEO, video_size))
+    assert len(archive.events()) == 1
+
+
+@pytest.mark.fault(
+    AREA, "no Content-Length (chunked)", "streamed and counted; archived with the right size and SHA-256"
+)
+def test_a_chunked_body_without_length_is_archived(archive: Archive, feed: FeedEmulator, minutes: Minutes) -> None:
+    feed.add_task("task", "3", video_size=9 * MiB)
+    feed.fail_media(VIDEO, Fault.media(chunked=True))
+    archive.register("task")
+
+    assert archive.run(minutes(0))["archived"] == 1
+    video = archive.item("task")["assets"]["video"]
+    assert int(video["size"]) == 9 * MiB
+    assert video["sha256"] == media_sha256(VIDEO, 9 * MiB)
+    assert archive.object(KEY)["ContentLength"] == 9 * MiB
+
+
+@pytest.mark.fault(AREA, "a redirect chain of 2 hops", "followed, each hop checked by the address guard; archived")
+def test_a_short_redirect_chain_is_followed(archive: Archive, feed: FeedEmulator, minutes: Minutes) -> None:
+    feed.add_task("task", "3")
+    data = feed.task_data(feed.tasks["task"], "3")
+    feed.fail_feed("task", Fault.answer({**data, "video_url": feed.media_url("task", "hop1.mp4")}))
+    feed.fail_media("/media/task/hop1.mp4", Fault(status=302, headers={"Location": "/media/task/hop2.mp4"}))
+    feed.fail_media(
+        "/media/task/hop2.mp4", Fault(status=307, headers={"Location": feed.media_url("task", "video.mp4")})
+    )
+    archive.register("task")
+
+    assert archive.run(minutes(0))["archived"] == 1
+    assert archive.item("task")["assets"]["video"]["sha256"] == media_sha256(VIDEO, 256 * 1024)
+
+
+GRACE = "PENDING with failing_since; still so after the grace period (60 min): FAILED with the reason, announced"
+
+
+def _redirect_loop(feed: FeedEmulator) -> None:
+    data = feed.task_data(feed.tasks["task"], "3")
+    feed.fail_feed("task", *[Fault.answer({**data, "video_url": feed.media_url("task", "loop.mp4")})] * 3)
+    for _ in range(3 * 4):
+        feed.fail_media("/media/task/loop.mp4", Fault(status=302, headers={"Location": "/media/task/loop.mp4"}))
+
+
+@pytest.mark.parametrize(
+    ("inject", "error_part"),
+    [
+        pytest.param(
+            lambda feed: feed.fail_media(VIDEO, *[Fault(status=404, body=b"gone")] * 3),
+            "HTTP 404",
+            id="404",
+            marks=pytest.mark.fault(AREA, "404 / 403 (expired link)", GRACE),
+        ),
+        pytest.param(
+            lambda feed: feed.fail_media(VIDEO, *[Fault(status=403, body=b"expired")] * 3),
+            "HTTP 403",
+            id="403",
+            marks=pytest.mark.fault(AREA, "404 / 403 (expired link)", GRACE),
+        ),
+        pytest.param(
+            lambda feed: feed.fail_media(VIDEO, *[Fault.media(stream_content_type="text/html")] * 3),
+            "Content-Type 'text/html'",
+            id="html-instead-of-video",
+            marks=pytest.mark.fault(AREA, "wrong content type (HTML instead of video)", GRACE),
+        ),
+        pytest.param(
+            _redirect_loop,
+            "more than 3 redirects",
+            id="redirect-loop",
+            marks=pytest.mark.fault(AREA, "a redirect chain over the limit (3)", GRACE),
+        ),
+    ],
+)
+def test_media_that_stays_unavailable_fails_after_the_grace_period(
+    archive: Archive,
+    feed: FeedEmulator,
+    minutes: Minutes,
+    inject: Callable[[FeedEmulator], None],
+    error_part: str,
+) -> None:
+    feed.add_task("task", "3")
+    inject(feed)
+    archive.register("task")
+
+    archive.run(minutes(0))
+    archive.run(minutes(30))
+    assert archive.item("task")["status"] == "PENDING"
+    summary = archive.run(minutes(61))
+
+    assert summary["failed"] == 1
+    item = archive.item("task")
+    assert item["status"] == "FAILED"
+    assert error_part in item["error"]
+    _nothing_left_in_the_bucket(archive)
+    [event] = archive.events()
+    assert event["type"] == "runway.task.failed"
+    assert event["data"]["error"] == item["error"]
+
+
+TOO_LARGE = "FAILED at once with the reason; no object, no open multipart upload"
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        pytest.param(
+            None,
+            id="content-length-over-limit",
+            marks=pytest.mark.fault(AREA, "a body larger than MAX_MEDIA_BYTES", TOO_LARGE),
+        ),
+        pytest.param(
+            Fault.media(chunked=True),
+            id="chunked-over-limit",
+            marks=pytest.mark.fault(AREA, "a body larger than MAX_MEDIA_BYTES", TOO_LARGE + " (cut at the limit)"),
+        ),
+    ],
+)
+def test_media_over_the_size_limit_fails_the_task(
+    archive: Archive, feed: FeedEmulator, minutes: Minutes, fault: Fault | None
+) -> None:
+    feed.add_task("task", "3", video_size=12 * MiB)
+    if fault:
+        feed.fail_media(VIDEO, fault)
+    archive.register("task")
+
+    summary = archive.run(minutes(0), env={"MAX_MEDIA_BYTES": str(10 * MiB)})
+
+    assert summary["failed"] == 1
+    assert "limit of 10485760 bytes" in archive.item("task")["error"]
+    _nothing_left_in_the_bucket(archive)
