@@ -155,15 +155,23 @@ class Archive:
         return body
 
 
-@pytest.fixture
-def archive(stack: DeployedStack, monkeypatch: pytest.MonkeyPatch) -> Archive:
+def subscribed_archive(stack: DeployedStack, monkeypatch: pytest.MonkeyPatch) -> Archive:
+    """The stack with an SQS queue subscribed to its topic (raw delivery), as a consumer would have."""
     sqs = boto3.client("sqs")
     queue_url = sqs.create_queue(QueueName="completion-events")["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     boto3.client("sns").subscribe(
-        TopicArn=stack.topic_arn, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"}
+        TopicArn=stack.topic_arn,
+        Protocol="sqs",
+        Endpoint=queue_arn,
+        Attributes={"RawMessageDelivery": "true"},
     )
     return Archive(stack, monkeypatch, queue_url)
+
+
+@pytest.fixture
+def archive(stack: DeployedStack, monkeypatch: pytest.MonkeyPatch) -> Archive:
+    return subscribed_archive(stack, monkeypatch)
 
 
 @pytest.fixture

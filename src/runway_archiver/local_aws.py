@@ -199,7 +199,6 @@ class MotoServer:
         request = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")  # noqa: S310
         with urllib.request.urlopen(request, timeout=10):  # noqa: S310 - loopback
             pass
-        _transformed.clear()
 
     def environment(self) -> dict[str, str]:
         """What boto3 needs to talk to this server instead of AWS."""

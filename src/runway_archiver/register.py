@@ -28,6 +28,8 @@ def register_tasks(table: str | Table, task_ids: Iterable[str]) -> Registration:
     target = boto3.resource("dynamodb").Table(table) if isinstance(table, str) else table
     result = Registration()
     for raw in task_ids:
+        if not isinstance(raw, str):
+            raise TypeError(f"a task id must be a string, not {type(raw).__name__}")
         task_id = raw.strip()
         if not task_id:
             raise ValueError("a task id must not be empty")

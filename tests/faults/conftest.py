@@ -7,10 +7,16 @@ area and fault and says what was observed in this very run (passed, or how it fa
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
+
+from runway_archiver.emulator import FeedEmulator
+from runway_archiver.local_aws import MotoServer, deploy
+from tests.conftest import API_KEY, Archive, subscribed_archive
 
 _results: dict[tuple[str, str, str], list[tuple[str, str]]] = defaultdict(list)
 
@@ -66,3 +72,26 @@ def _first_line(text: str) -> str:
         if line.startswith("E "):
             return line[2:].strip().replace("|", "/")[:160]
     return "failed"
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    """moto in its own process (requests serialised), shared by the suite and reset per test."""
+    with MotoServer() as server:
+        yield server
+
+
+@pytest.fixture
+def server_archive(
+    moto_server: MotoServer, feed: FeedEmulator, allowed_networks: str, monkeypatch: pytest.MonkeyPatch
+) -> Archive:
+    """Like `archive`, but AWS is moto_server over HTTP: shared with other processes, like real AWS."""
+    moto_server.reset()
+    for name, value in moto_server.environment().items():
+        monkeypatch.setenv(name, value)
+    stack = deploy(
+        boto3.session.Session(),
+        api_key=API_KEY,
+        parameters={"CometApiBaseUrl": feed.base_url, "AllowedPrivateNetworks": allowed_networks},
+    )
+    return subscribed_archive(stack, monkeypatch)
