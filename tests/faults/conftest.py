@@ -35,7 +35,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
     marker = item.get_closest_marker("fault")
     if marker is not None and (report.when == "call" or report.outcome != "passed"):
         observed = "as expected" if report.outcome == "passed" else _first_line(report.longreprtext)
-        _results[tuple(marker.args)].append((item.name, observed))  # type: ignore[index]
+        _results[tuple(marker.args)].append((item.name, observed))
     return report
 
 

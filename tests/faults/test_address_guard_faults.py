@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -131,7 +132,7 @@ class TestWithNoPrivateNetworkAllowed:
         assert [r for r in feed.requests if r[0] == "GET"] == []
 
 
-def _getaddrinfo_for(address: str, port: int) -> list[tuple[object, ...]]:
+def _getaddrinfo_for(address: str, port: int) -> list[tuple[Any, Any, Any, Any, Any]]:
     family = socket.AF_INET6 if ipaddress.ip_address(address).version == 6 else socket.AF_INET
     return [(family, socket.SOCK_STREAM, 6, "", (address, port))]
 
@@ -148,7 +149,7 @@ def test_the_guard_connects_to_the_address_it_checked(feed: FeedEmulator) -> Non
     answers = iter(["127.0.0.1", "10.0.0.1", "10.0.0.1"])
     lookups: list[str] = []
 
-    def rebinding(host: str, port: int) -> list[tuple[object, ...]]:
+    def rebinding(host: str, port: int) -> list[tuple[Any, Any, Any, Any, Any]]:
         address = next(answers)
         lookups.append(address)
         return _getaddrinfo_for(address, port)
@@ -162,7 +163,7 @@ def test_the_guard_connects_to_the_address_it_checked(feed: FeedEmulator) -> Non
 
 @pytest.mark.fault(AREA, "DNS answering a private address among public ones", "refused: every address must pass")
 def test_a_name_with_any_private_address_is_refused() -> None:
-    def mixed(host: str, port: int) -> list[tuple[object, ...]]:
+    def mixed(host: str, port: int) -> list[tuple[Any, Any, Any, Any, Any]]:
         return _getaddrinfo_for("93.184.216.34", port) + _getaddrinfo_for("10.0.0.1", port)
 
     guard = AddressGuard(resolve=mixed)

@@ -20,9 +20,8 @@ MiB = 1024 * 1024
 
 
 def _client_error(operation: str, code: str = "InternalError") -> ClientError:
-    return ClientError(
-        {"Error": {"Code": code, "Message": "injected"}, "ResponseMetadata": {"HTTPStatusCode": 500}}, operation
-    )
+    response: Any = {"Error": {"Code": code, "Message": "injected"}, "ResponseMetadata": {"HTTPStatusCode": 500}}
+    return ClientError(response, operation)
 
 
 class _Body:
@@ -35,7 +34,9 @@ class _Body:
 
 def _throttled(url: str) -> AWSResponse:
     body = json.dumps({"__type": "com.amazonaws.dynamodb.v20120810#ThrottlingException", "message": "Rate exceeded"})
-    headers = HeadersDict({"x-amzn-ErrorType": "ThrottlingException", "Content-Type": "application/x-amz-json-1.0"})
+    headers: Any = HeadersDict(
+        {"x-amzn-ErrorType": "ThrottlingException", "Content-Type": "application/x-amz-json-1.0"}
+    )
     return AWSResponse(url, 400, headers, _Body(body.encode()))
 
 
@@ -108,7 +109,7 @@ def test_dynamodb_throttling_is_retried_by_boto3(server_archive: Archive, feed: 
         return None  # let moto answer
 
     session = boto3.session.Session()
-    session.events.register_first("before-send.dynamodb.UpdateItem", throttle_first_two)
+    session.events.register_first("before-send.dynamodb.UpdateItem", throttle_first_two)  # type: ignore[arg-type]
 
     summary = archive.run(minutes(0), session=session)
 
