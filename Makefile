@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: help install demo test unit lint format build clean
+.PHONY: help install demo test unit reliability lint format build clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -24,6 +24,9 @@ demo: $(STAMP)  ## run the archiver locally: moto_server + template.yaml + feed 
 test: $(STAMP) lint  ## lint, type-check, then run the whole test suite
 	@$(BIN)/python -m pytest; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$status
+
+reliability: $(STAMP)  ## run the fault-injection suite and rewrite the table in docs/reliability.md
+	$(BIN)/python -m pytest tests/faults -q --reliability-report docs/reliability.md
 
 unit: $(STAMP)  ## only the fast unit tests
 	$(BIN)/python -m pytest tests/unit -q

@@ -195,12 +195,16 @@ TOO_LARGE = "FAILED at once with the reason; no object, no open multipart upload
         pytest.param(
             None,
             id="content-length-over-limit",
-            marks=pytest.mark.fault(AREA, "a body larger than MAX_MEDIA_BYTES", TOO_LARGE),
+            marks=pytest.mark.fault(AREA, "a body larger than MAX_MEDIA_BYTES, announced by Content-Length", TOO_LARGE),
         ),
         pytest.param(
             Fault.media(chunked=True),
             id="chunked-over-limit",
-            marks=pytest.mark.fault(AREA, "a body larger than MAX_MEDIA_BYTES", TOO_LARGE + " (cut at the limit)"),
+            marks=pytest.mark.fault(
+                AREA,
+                "a body larger than MAX_MEDIA_BYTES, chunked (no Content-Length)",
+                TOO_LARGE + " (cut at the limit)",
+            ),
         ),
     ],
 )
