@@ -47,6 +47,10 @@ class Settings:
     persistent_error_grace_seconds: int = 3600
     connect_timeout_seconds: float = 3.05
     read_timeout_seconds: float = 20.0
+    # Scale-out: with a work queue, due tasks beyond what one run keeps go to the workers.
+    work_queue_url: str | None = None
+    fanout_threshold: int = 400
+    dispatch_lease_seconds: int = 900
 
     def __post_init__(self) -> None:
         if not self.api_base_url.startswith(("https://", "http://")):
@@ -57,6 +61,8 @@ class Settings:
             raise ConfigError("need 0 < MIN_POLL_INTERVAL_SECONDS <= MAX_POLL_INTERVAL_SECONDS")
         if self.lease_seconds < 60:
             raise ConfigError("LEASE_SECONDS must be at least 60")
+        if self.fanout_threshold < 0 or self.dispatch_lease_seconds < 60:
+            raise ConfigError("FANOUT_THRESHOLD must be at least 0 and DISPATCH_LEASE_SECONDS at least 60")
         if "/" in self.key_prefix.strip("/") or not self.key_prefix.strip("/"):
             raise ConfigError("KEY_PREFIX must be one non-empty path segment")
 
@@ -104,6 +110,9 @@ class Settings:
             ),
             connect_timeout_seconds=number("CONNECT_TIMEOUT_SECONDS", float, cls.connect_timeout_seconds),
             read_timeout_seconds=number("READ_TIMEOUT_SECONDS", float, cls.read_timeout_seconds),
+            work_queue_url=environ.get("WORK_QUEUE_URL", "").strip() or None,
+            fanout_threshold=number("FANOUT_THRESHOLD", int, cls.fanout_threshold),
+            dispatch_lease_seconds=number("DISPATCH_LEASE_SECONDS", int, cls.dispatch_lease_seconds),
         )
 
 

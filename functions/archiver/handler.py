@@ -6,77 +6,24 @@ import os
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import boto3
-import urllib3
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.metrics import MetricUnit
-from botocore.config import Config
 
-from .apikey import SecretApiKey
-from .config import Settings
-from .events import EventPublisher
-from .feed import FeedClient
-from .media import AddressGuard, MediaArchiver
-from .poller import Poller, RunSummary
-from .tasks import TaskStore
+from .wiring import build_poller, emit_metrics
+
+__all__ = ["build_poller", "lambda_handler", "run_time"]
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
+    from .poller import Poller
+
 logger = Logger()
 metrics = Metrics()
 tracer = Tracer()
 
-_COUNTS = {
-    "TasksPolled": "polled",
-    "TasksArchived": "archived",
-    "TasksFailed": "failed",
-    "TasksExpired": "expired",
-    "TasksStillPending": "still_pending",
-    "PollErrors": "poll_errors",
-    "ArchiveErrors": "archive_errors",
-    "EventsPublished": "announced",
-    "PublishErrors": "publish_errors",
-    "TaskErrors": "task_errors",
-    "ClaimConflicts": "claim_conflicts",
-    "TasksLeftForNextRun": "left_for_next_run",
-    "DiscoveryItemsRead": "discovery_items_read",
-}
 _poller: Poller | None = None
-
-
-def build_poller(environ: Mapping[str, str], session: boto3.session.Session | None = None) -> Poller:
-    """Wire the poller to real AWS clients and HTTP pools (boto3 honours AWS_ENDPOINT_URL)."""
-    settings = Settings.from_environ(environ)
-    aws_config = Config(
-        retries={"mode": "standard", "max_attempts": 5},
-        connect_timeout=5,
-        read_timeout=30,
-        max_pool_connections=max(10, settings.poll_concurrency + 4 * settings.archive_concurrency),
-    )
-    session = session or boto3.session.Session()
-    api_key = SecretApiKey(session.client("secretsmanager", config=aws_config), settings.api_key_secret_id)
-    timeout = urllib3.Timeout(connect=settings.connect_timeout_seconds, read=settings.read_timeout_seconds)
-    feed = FeedClient(
-        settings.api_base_url,
-        api_key,
-        api_version=settings.api_version,
-        timeout=timeout,
-        http=urllib3.PoolManager(maxsize=settings.poll_concurrency, block=True),
-    )
-    media = MediaArchiver(
-        session.client("s3", config=aws_config),
-        settings.bucket_name,
-        settings.key_prefix,
-        AddressGuard(settings.allowed_private_networks),
-        max_bytes=settings.max_media_bytes,
-        timeout=timeout,
-    )
-    store = TaskStore(session.resource("dynamodb", config=aws_config).Table(settings.table_name))
-    publisher = EventPublisher(session.client("sns", config=aws_config), settings.topic_arn)
-    return Poller(settings, store, feed, media, publisher)
 
 
 def run_time(event: Mapping[str, Any] | None) -> datetime:
@@ -102,18 +49,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     if _poller is None:
         _poller = build_poller(os.environ)
     summary = _poller.run(now, remaining_seconds=lambda: context.get_remaining_time_in_millis() / 1000)
-    _emit_metrics(summary)
+    emit_metrics(metrics, summary)
     logger.info("run finished", extra={"summary": summary.as_dict()})
     return summary.as_dict()
-
-
-def _emit_metrics(summary: RunSummary) -> None:
-    counts = summary.as_dict()
-    for metric, field in _COUNTS.items():
-        metrics.add_metric(name=metric, unit=MetricUnit.Count, value=counts[field])
-    metrics.add_metric(name="BytesArchived", unit=MetricUnit.Bytes, value=summary.bytes_archived)
-    # Every pending task is claimed at least every MAX_POLL_INTERVAL_SECONDS, so the maximum of
-    # this over that window is the age of the oldest pending task: the "tasks stuck" signal.
-    metrics.add_metric(
-        name="OldestPendingTaskAgeSeconds", unit=MetricUnit.Seconds, value=summary.oldest_claimed_age_seconds
-    )

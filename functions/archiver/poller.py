@@ -19,6 +19,7 @@ from .errors import Persistence
 from .feed import FeedAnswer, FeedError, Progress
 from .media import MediaError
 from .tasks import ARCHIVED, EXPIRED, FAILED, Claim, LeaseLost, from_dynamo
+from .workqueue import WorkRequest
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from .feed import FeedClient
     from .media import MediaArchiver, StoredAsset
     from .tasks import TaskStore
+    from .workqueue import WorkQueue
 
 logger = Logger(child=True)
 
@@ -60,6 +62,7 @@ class RunSummary:
     publish_errors: int = 0
     task_errors: int = 0
     left_for_next_run: int = 0
+    dispatched: int = 0  # handed to the work queue
     oldest_claimed_age_seconds: int = 0  # since first seen, over the tasks this run claimed
     configuration_error: str | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
@@ -95,9 +98,11 @@ class Poller:
         media: MediaArchiver,
         publisher: EventPublisher,
         *,
+        work_queue: WorkQueue | None = None,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
+        self.work_queue = work_queue
         self.store = store
         self.feed = feed
         self.media = media
@@ -107,13 +112,18 @@ class Poller:
         self.copy_slots = threading.BoundedSemaphore(settings.archive_concurrency)
 
     def run(self, now: datetime, remaining_seconds: Callable[[], float]) -> RunSummary:
-        run = _Run(self, now, remaining_seconds)
+        """The scheduled run: announce leftovers, then work on (or hand out) every due task."""
+        run = Run(self, now, remaining_seconds)
         run.announce_leftovers()
         run.poll_due_tasks()
         return run.summary
 
+    def start(self, now: datetime, remaining_seconds: Callable[[], float]) -> Run:
+        """A run that a worker feeds with work requests (`Run.process_request`)."""
+        return Run(self, now, remaining_seconds)
 
-class _Run:
+
+class Run:
     """The state of one run: its id, its clock, its summary and whether it should stop."""
 
     def __init__(self, poller: Poller, now: datetime, remaining_seconds: Callable[[], float]) -> None:
@@ -147,30 +157,79 @@ class _Run:
         logger.info("discovered due tasks", extra={"due": len(discovery.task_ids), "items_read": discovery.items_read})
         if not discovery.task_ids:
             return
+        own, handed_out = self.split_work(discovery.task_ids)
         workers = min(self.settings.poll_concurrency, len(discovery.task_ids))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="poll") as pool:
-            # list() re-raises nothing: process() keeps every error inside its task.
-            list(pool.map(self.process, discovery.task_ids))
+            # Hand out first, so the workers start while this run polls its own share.
+            batches = [handed_out[i : i + 10] for i in range(0, len(handed_out), 10)]
+            # list() re-raises nothing: dispatch() and process() keep every error inside.
+            list(pool.map(self.dispatch, batches))
+            list(pool.map(self.process, own))
         if self.stop_reason:
             logger.warning(
                 "run stopped early",
                 extra={"reason": self.stop_reason, "left_for_next_run": self.summary.left_for_next_run},
             )
 
+    # -- scale-out ------------------------------------------------------------------------
+    def split_work(self, task_ids: list[str]) -> tuple[list[str], list[str]]:
+        """The tasks this run keeps and those it hands to the workers (only with a work queue)."""
+        threshold = self.settings.fanout_threshold
+        if self.p.work_queue is None or len(task_ids) <= threshold:
+            return task_ids, []
+        return task_ids[:threshold], task_ids[threshold:]
+
+    def dispatch(self, task_ids: list[str]) -> None:
+        """Hold each task for the queue with a dispatch claim, then send one message per held task."""
+        assert self.p.work_queue is not None
+        token = f"dispatch:{self.run_id}"
+        try:
+            held = [
+                task_id
+                for task_id in task_ids
+                if self.p.store.dispatch(
+                    task_id, token, self.now_epoch, self.wall_now(), self.settings.dispatch_lease_seconds
+                )
+            ]
+            rejected = self.p.work_queue.send([WorkRequest(task_id, token=token) for task_id in held])
+            for request in rejected:
+                self.p.store.undo_dispatch(request.task_id, token)
+        except (ClientError, BotoCoreError) as exc:
+            # Held tasks whose message was not sent are due again when the dispatch lease runs out.
+            self.summary.add(task_errors=1)
+            logger.error("handing tasks to the work queue failed", extra={"error": type(exc).__name__})
+            return
+        self.summary.add(dispatched=len(held) - len(rejected), claim_conflicts=len(task_ids) - len(held))
+        if rejected:
+            self.summary.add(task_errors=len(rejected))
+            logger.error("the work queue refused messages; those tasks are due again", extra={"count": len(rejected)})
+
+    def process_request(self, request: WorkRequest) -> bool:
+        """A worker's task. False when nothing was attempted and the message should come back."""
+        return self.process(request.task_id, token=request.token, from_queue=True)
+
     # -- one task -------------------------------------------------------------------------
-    def process(self, task_id: str) -> None:
+    def process(self, task_id: str, *, token: str | None = None, from_queue: bool = False) -> bool:
+        """Claim one task and work on it; every error stays inside. False when nothing was attempted."""
         if self.should_stop():
             self.summary.add(left_for_next_run=1)
-            return
+            return False
         with _task_context(task_id):
             try:
-                claim = self.p.store.claim_pending(
-                    task_id, self.run_id, self.now_epoch, self.wall_now(), self.settings.lease_seconds
-                )
-                if claim is None:
-                    self.summary.add(claim_conflicts=1)
-                    logger.info("task held by another run or no longer due")
-                    return
+                claim = self.claim(task_id, token=token, from_queue=from_queue)
+            except (ClientError, BotoCoreError) as exc:
+                self.summary.add(task_errors=1)
+                logger.error("claiming the task failed; it is tried again", extra={"error": type(exc).__name__})
+                return False
+            except Exception:
+                self.summary.add(task_errors=1)
+                logger.exception("unexpected error while claiming; the task is tried again")
+                return False
+            if claim is None:
+                self.summary.add(claim_conflicts=1)
+                logger.info("task held by another run or no longer due")
+                return True
+            try:
                 self.summary.add(claimed=1)
                 self.summary.saw_age(self.now_epoch - claim.first_seen_at)
                 self.work_on(claim)
@@ -186,6 +245,13 @@ class _Run:
             except Exception:
                 self.summary.add(task_errors=1)
                 logger.exception("unexpected error; the task will be retried after its lease")
+            return True
+
+    def claim(self, task_id: str, *, token: str | None, from_queue: bool) -> Claim | None:
+        lease = self.settings.lease_seconds
+        if from_queue:
+            return self.p.store.take_over(task_id, self.run_id, self.now_epoch, self.wall_now(), lease, token=token)
+        return self.p.store.claim_pending(task_id, self.run_id, self.now_epoch, self.wall_now(), lease)
 
     def work_on(self, claim: Claim) -> None:
         if not VALID_TASK_ID.fullmatch(claim.task_id):

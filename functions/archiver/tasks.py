@@ -121,6 +121,56 @@ class TaskStore:
         )
         return None if attributes is None else _claim(task_id, run_id, attributes)
 
+    def dispatch(self, task_id: str, token: str, now: int, wall_now: int, lease_seconds: int) -> bool:
+        """Hold a due task for the work queue: a claim in the queue's name until a worker takes it over.
+
+        If the message never reaches a worker, the lease runs out and the task is due again.
+        """
+        attributes = self._conditional_update(
+            task_id,
+            "SET lease_owner = :token, lease_until = :lease_until",
+            "#status = :pending AND (attribute_not_exists(next_poll_at) OR next_poll_at <= :now) AND " + _LEASE_FREE,
+            {
+                ":token": token,
+                ":lease_until": wall_now + lease_seconds,
+                ":now": now,
+                ":pending": PENDING,
+                ":wall_now": wall_now,
+            },
+            names={"#status": "status"},
+        )
+        return attributes is not None
+
+    def undo_dispatch(self, task_id: str, token: str) -> None:
+        """The message could not be sent: let the task be due again at once."""
+        self._conditional_update(
+            task_id, "REMOVE lease_owner, lease_until", "lease_owner = :token", {":token": token}, names=None
+        )
+
+    def take_over(
+        self, task_id: str, run_id: str, now: int, wall_now: int, lease_seconds: int, *, token: str | None
+    ) -> Claim | None:
+        """A worker claims a PENDING task: the one dispatched to it under `token`, or (a hint, no token)
+        any PENDING task that no live run holds, due or not. None when someone else has it."""
+        held_for_us = "lease_owner = :token OR " if token else ""
+        values: dict[str, Any] = {
+            ":run": run_id,
+            ":lease_until": wall_now + lease_seconds,
+            ":now": now,
+            ":pending": PENDING,
+            ":wall_now": wall_now,
+        }
+        if token:
+            values[":token"] = token
+        attributes = self._conditional_update(
+            task_id,
+            "SET lease_owner = :run, lease_until = :lease_until, first_seen_at = if_not_exists(first_seen_at, :now)",
+            f"#status = :pending AND ({held_for_us}{_LEASE_FREE})",
+            values,
+            names={"#status": "status"},
+        )
+        return None if attributes is None else _claim(task_id, run_id, attributes)
+
     def claim_announcement(self, task_id: str, run_id: str, wall_now: int, lease_seconds: int) -> Claim | None:
         attributes = self._conditional_update(
             task_id,

@@ -1,0 +1,91 @@
+"""Wiring shared by the Lambda entry points: real AWS clients, HTTP pools, metrics."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import boto3
+import urllib3
+from aws_lambda_powertools.metrics import MetricUnit
+from botocore.config import Config
+
+from .apikey import SecretApiKey
+from .config import Settings
+from .events import EventPublisher
+from .feed import FeedClient
+from .media import AddressGuard, MediaArchiver
+from .poller import Poller, RunSummary
+from .tasks import TaskStore
+from .workqueue import WorkQueue
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from aws_lambda_powertools import Metrics
+
+_COUNTS = {
+    "TasksPolled": "polled",
+    "TasksArchived": "archived",
+    "TasksFailed": "failed",
+    "TasksExpired": "expired",
+    "TasksStillPending": "still_pending",
+    "PollErrors": "poll_errors",
+    "ArchiveErrors": "archive_errors",
+    "EventsPublished": "announced",
+    "PublishErrors": "publish_errors",
+    "TaskErrors": "task_errors",
+    "ClaimConflicts": "claim_conflicts",
+    "TasksLeftForNextRun": "left_for_next_run",
+    "DiscoveryItemsRead": "discovery_items_read",
+    "TasksDispatched": "dispatched",
+}
+
+
+def build_poller(environ: Mapping[str, str], session: boto3.session.Session | None = None) -> Poller:
+    """Wire the poller to real AWS clients and HTTP pools (boto3 honours AWS_ENDPOINT_URL)."""
+    settings = Settings.from_environ(environ)
+    aws_config = Config(
+        retries={"mode": "standard", "max_attempts": 5},
+        connect_timeout=5,
+        read_timeout=30,
+        max_pool_connections=max(10, settings.poll_concurrency + 4 * settings.archive_concurrency),
+    )
+    session = session or boto3.session.Session()
+    api_key = SecretApiKey(session.client("secretsmanager", config=aws_config), settings.api_key_secret_id)
+    timeout = urllib3.Timeout(connect=settings.connect_timeout_seconds, read=settings.read_timeout_seconds)
+    feed = FeedClient(
+        settings.api_base_url,
+        api_key,
+        api_version=settings.api_version,
+        timeout=timeout,
+        http=urllib3.PoolManager(maxsize=settings.poll_concurrency, block=True),
+    )
+    media = MediaArchiver(
+        session.client("s3", config=aws_config),
+        settings.bucket_name,
+        settings.key_prefix,
+        AddressGuard(settings.allowed_private_networks),
+        max_bytes=settings.max_media_bytes,
+        timeout=timeout,
+    )
+    store = TaskStore(session.resource("dynamodb", config=aws_config).Table(settings.table_name))
+    publisher = EventPublisher(session.client("sns", config=aws_config), settings.topic_arn)
+    work_queue = (
+        WorkQueue(session.client("sqs", config=aws_config), settings.work_queue_url)
+        if settings.work_queue_url
+        else None
+    )
+    return Poller(settings, store, feed, media, publisher, work_queue=work_queue)
+
+
+def emit_metrics(metrics: Metrics, summary: RunSummary) -> None:
+    """The run summary as EMF metrics (flushed by the handler's `log_metrics`)."""
+    counts = summary.as_dict()
+    for metric, field in _COUNTS.items():
+        metrics.add_metric(name=metric, unit=MetricUnit.Count, value=counts[field])
+    metrics.add_metric(name="BytesArchived", unit=MetricUnit.Bytes, value=summary.bytes_archived)
+    # Every pending task is claimed at least every MAX_POLL_INTERVAL_SECONDS, so the maximum of
+    # this over that window is the age of the oldest pending task: the "tasks stuck" signal.
+    metrics.add_metric(
+        name="OldestPendingTaskAgeSeconds", unit=MetricUnit.Seconds, value=summary.oldest_claimed_age_seconds
+    )
