@@ -1,4 +1,4 @@
-"""The CometAPI key, read from Secrets Manager once per cold start and again only after a 401."""
+"""Secrets (the CometAPI key, the callback token), read once per cold start and again only after a refusal."""
 
 from __future__ import annotations
 
@@ -13,16 +13,21 @@ if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
 
 
-class SecretApiKey:
-    """The bare key stored as the secret's `SecretString`, cached for the life of the container.
+class SecretUnavailable(Exception):
+    """The secret could not be read, or holds nothing."""
 
-    A rotated key shows up as a 401 from the feed; the client then asks for `refreshed()`,
-    which reads the secret again (once, however many threads saw the 401 with the stale key).
+
+class CachedSecret:
+    """A secret's bare `SecretString`, read once and kept for the life of the container.
+
+    A rotated value shows up as a refusal; the caller then asks for `refreshed()`, which reads the
+    secret again (once, however many threads saw the refusal with the stale value).
     """
 
-    def __init__(self, client: SecretsManagerClient, secret_id: str) -> None:
+    def __init__(self, client: SecretsManagerClient, secret_id: str, *, what: str = "the secret") -> None:
         self._client = client
         self._secret_id = secret_id
+        self._what = what
         self._value: str | None = None
         self._lock = threading.Lock()
         self.reads = 0  # Secrets Manager calls made: one per cold start in normal operation
@@ -45,12 +50,20 @@ class SecretApiKey:
             value = self._client.get_secret_value(SecretId=self._secret_id).get("SecretString", "")
         except (ClientError, BotoCoreError) as exc:
             code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else ""
-            raise FeedError(
-                FeedErrorKind.UNAUTHORIZED, f"the API key secret could not be read ({code or type(exc).__name__})"
-            ) from exc
-        key = value.strip()
-        if not key:
-            raise FeedError(
-                FeedErrorKind.UNAUTHORIZED, "the API key secret is empty: put the CometAPI key in it (see README)"
-            )
-        return key
+            raise SecretUnavailable(f"{self._what} could not be read ({code or type(exc).__name__})") from exc
+        if not value.strip():
+            raise SecretUnavailable(f"{self._what} is empty: put its value in the secret (see README)")
+        return value.strip()
+
+
+class SecretApiKey(CachedSecret):
+    """The CometAPI key; a secret that cannot be read is a feed error the run stops on."""
+
+    def __init__(self, client: SecretsManagerClient, secret_id: str) -> None:
+        super().__init__(client, secret_id, what="the API key secret")
+
+    def _read(self) -> str:
+        try:
+            return super()._read()
+        except SecretUnavailable as exc:
+            raise FeedError(FeedErrorKind.UNAUTHORIZED, str(exc).replace("its value", "the CometAPI key")) from exc

@@ -269,6 +269,18 @@ class TaskStore:
                 return None
             raise
 
+    def register(self, task_id: str) -> bool:
+        """Put a new PENDING task (the contract's minimal item); False if the id is already known."""
+        try:
+            self._table.put_item(
+                Item={"task_id": task_id, "status": PENDING}, ConditionExpression="attribute_not_exists(task_id)"
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
     def get(self, task_id: str) -> Mapping[str, Any] | None:
         return self._table.get_item(Key={"task_id": task_id}, ConsistentRead=True).get("Item")
 

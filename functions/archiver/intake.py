@@ -1,0 +1,141 @@
+"""Callback intake: the provider's "task finished" call, taken only as a hint.
+
+The body is never trusted. A callback that passes the token check and names a known PENDING task
+becomes a work request on the work queue; the worker then re-reads the task from the feed API
+(the authority) and archives it through the poller's own claim, so a callback racing a scheduled
+run still gives one archive and one event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from .apikey import SecretUnavailable
+from .config import ConfigError
+from .poller import VALID_TASK_ID
+from .tasks import PENDING
+from .workqueue import CALLBACK, WorkRequest
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from .apikey import CachedSecret
+    from .tasks import TaskStore
+    from .workqueue import WorkQueue
+
+TOKEN_HEADER = "x-archiver-token"  # noqa: S105 - the header's name, not a secret
+TOKEN_PARAMETER = "token"  # noqa: S105 - the query parameter's name, not a secret
+
+
+@dataclass(frozen=True)
+class IntakeSettings:
+    table_name: str
+    work_queue_url: str
+    token_secret_id: str
+    max_body_bytes: int = 64 * 1024
+    allow_registration: bool = False
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> IntakeSettings:
+        missing = [
+            name for name in ("TABLE_NAME", "WORK_QUEUE_URL", "CALLBACK_TOKEN_SECRET_ARN") if not environ.get(name)
+        ]
+        if missing:
+            raise ConfigError(f"environment variables required and not set: {', '.join(missing)}")
+        raw_limit = environ.get("CALLBACK_MAX_BYTES", "").strip()
+        if raw_limit and not raw_limit.isdigit():
+            raise ConfigError(f"environment variable CALLBACK_MAX_BYTES={raw_limit!r} is not a whole number")
+        return cls(
+            table_name=environ["TABLE_NAME"],
+            work_queue_url=environ["WORK_QUEUE_URL"],
+            token_secret_id=environ["CALLBACK_TOKEN_SECRET_ARN"],
+            max_body_bytes=int(raw_limit) if raw_limit else cls.max_body_bytes,
+            allow_registration=environ.get("ALLOW_CALLBACK_REGISTRATION", "").strip().lower() == "true",
+        )
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the sender is told: 2xx accepted, 4xx refused for good, 503 try again later."""
+
+    status: int
+    outcome: str  # a metric-friendly word: accepted, unchanged, registered, unauthorized, ...
+    message: str
+    task_id: str | None = None
+
+    def body(self) -> str:
+        return json.dumps({"message": self.message, **({"task_id": self.task_id} if self.task_id else {})})
+
+
+class CallbackIntake:
+    def __init__(self, settings: IntakeSettings, store: TaskStore, queue: WorkQueue, token: CachedSecret) -> None:
+        self.settings = settings
+        self.store = store
+        self.queue = queue
+        self.token = token
+
+    def accept(self, presented_token: str | None, body: bytes) -> Reply:
+        checked = self._check(presented_token, body)
+        if isinstance(checked, Reply):
+            return checked
+        try:
+            return self._hint(checked)
+        except (ClientError, BotoCoreError):
+            return Reply(503, "unavailable", "the archive could not take the callback; try again later", checked)
+
+    def _check(self, presented_token: str | None, body: bytes) -> str | Reply:
+        """The task id the callback names, or the refusal it deserves."""
+        try:
+            expected = self.token.current()
+        except SecretUnavailable:
+            return Reply(503, "unavailable", "the callback token cannot be read; try again later")
+        if not presented_token or not _same_secret(presented_token, expected):
+            return Reply(401, "unauthorized", "missing or wrong callback token")
+        if len(body) > self.settings.max_body_bytes:
+            return Reply(413, "too_large", f"body over {self.settings.max_body_bytes} bytes")
+        task_id = _task_id(body)
+        if task_id is None:
+            return Reply(400, "malformed", "body must be a JSON object with a string task_id")
+        if not VALID_TASK_ID.fullmatch(task_id):
+            return Reply(400, "malformed", "task_id is not a valid identifier")
+        return task_id
+
+    def _hint(self, task_id: str) -> Reply:
+        item = self.store.get(task_id)
+        if item is None:
+            if not self.settings.allow_registration:
+                return Reply(404, "unknown", "unknown task id", task_id)
+            self.store.register(task_id)
+            outcome = "registered"
+        elif item.get("status") != PENDING:
+            return Reply(200, "unchanged", f"task already {item.get('status')}", task_id)
+        else:
+            outcome = "accepted"
+        if self.queue.send([WorkRequest(task_id, reason=CALLBACK)]):
+            return Reply(503, "unavailable", "the work queue refused the request; try again later", task_id)
+        return Reply(202, outcome, "accepted; the task is re-read from the feed API and archived", task_id)
+
+
+def _same_secret(presented: str, expected: str) -> bool:
+    # Digests have one length and compare_digest takes constant time: neither length nor content leaks.
+    return hmac.compare_digest(hashlib.sha256(presented.encode()).digest(), hashlib.sha256(expected.encode()).digest())
+
+
+def _task_id(body: bytes) -> str | None:
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(payload, dict):
+        return None
+    # The callback carries the feed's `data` object; tolerate the full envelope too.
+    envelope_data = payload.get("data")
+    data = envelope_data if isinstance(envelope_data, dict) else payload
+    task_id = data.get("task_id")
+    return task_id if isinstance(task_id, str) and task_id else None

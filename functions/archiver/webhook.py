@@ -1,0 +1,78 @@
+"""Lambda entry point of the callback intake, behind a Lambda function URL."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.event_handler import LambdaFunctionUrlResolver, Response
+from aws_lambda_powertools.metrics import MetricUnit
+from botocore.config import Config
+
+from .apikey import CachedSecret
+from .intake import TOKEN_HEADER, TOKEN_PARAMETER, CallbackIntake, IntakeSettings, Reply
+from .tasks import TaskStore
+from .workqueue import WorkQueue
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+logger = Logger()
+metrics = Metrics()
+tracer = Tracer()
+app = LambdaFunctionUrlResolver()
+
+_intake: CallbackIntake | None = None
+
+
+def build_intake(environ: Mapping[str, str], session: boto3.session.Session | None = None) -> CallbackIntake:
+    settings = IntakeSettings.from_environ(environ)
+    session = session or boto3.session.Session()
+    # The sender waits on us: fail fast rather than retry long.
+    aws_config = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5)
+    return CallbackIntake(
+        settings,
+        TaskStore(session.resource("dynamodb", config=aws_config).Table(settings.table_name)),
+        WorkQueue(session.client("sqs", config=aws_config), settings.work_queue_url),
+        CachedSecret(
+            session.client("secretsmanager", config=aws_config), settings.token_secret_id, what="the callback token"
+        ),
+    )
+
+
+@app.post("/")
+def callback() -> Response[str]:
+    event = app.current_event
+    presented = event.headers.get(TOKEN_HEADER) or (event.query_string_parameters or {}).get(TOKEN_PARAMETER)
+    assert _intake is not None
+    try:
+        body = (
+            base64.b64decode(event.body or "", validate=True)
+            if event.is_base64_encoded
+            else (event.body or "").encode()
+        )
+    except binascii.Error:
+        reply = Reply(400, "malformed", "body is not valid base64")
+    else:
+        reply = _intake.accept(presented, body)
+    metrics.add_dimension(name="outcome", value=reply.outcome)
+    metrics.add_metric(name="Callbacks", unit=MetricUnit.Count, value=1)
+    log = logger.info if reply.status < 400 else logger.warning
+    log("callback answered", extra={"status": reply.status, "outcome": reply.outcome, "task_id": reply.task_id})
+    return Response(status_code=reply.status, content_type="application/json", body=reply.body())
+
+
+@logger.inject_lambda_context(log_event=False, clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    global _intake  # noqa: PLW0603 - built once per container, reused by warm invocations
+    if _intake is None:
+        _intake = build_intake(os.environ)
+    return app.resolve(event, context)
