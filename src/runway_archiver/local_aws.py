@@ -1,11 +1,14 @@
 """Deploy template.yaml into an emulated AWS (moto) the way `sam deploy` would, as far as moto goes.
 
 The SAM transform runs locally (aws-sam-translator), the Lambda code is zipped into moto's S3,
-and moto's CloudFormation creates the stack. moto does not create two resource types the
+and moto's CloudFormation creates the stack. moto does not create some resource types the
 template uses, so this module makes up for them, and says so:
-- `AWS::SecretsManager::Secret`: created here with the given key, and the function's
-  `API_KEY_SECRET_ARN` (which moto silently drops) filled in with its ARN;
-- `AWS::Scheduler::Schedule`: not created; the demo invokes the poller as the schedule would.
+- `AWS::SecretsManager::Secret`: created here (the API key given, a generated callback token),
+  and the functions' variables that name them (which moto silently drops) filled in;
+- `AWS::Lambda::Url`: set aside before `create_stack` (moto cannot resolve its attributes) and
+  created here with Lambda's own API; the `CallbackUrl` output is filled in;
+- `AWS::Scheduler::Schedule`: not created; the demo invokes the poller as the schedule would,
+  and the SQS event source of the worker is driven by `runway_archiver.local_queue`.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -20,7 +24,7 @@ import time
 import urllib.request
 import zipfile
 from contextlib import closing, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,11 +49,12 @@ FAKE_CREDENTIALS = {
 
 @dataclass(frozen=True)
 class DeployedStack:
-    """What a deploy produced: the stack outputs and the poller's environment."""
+    """What a deploy produced: the stack outputs, the poller's environment and every function's."""
 
     stack_name: str
     outputs: Mapping[str, str]
     function_environment: Mapping[str, str]
+    environments: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # by logical id
 
     @property
     def table_name(self) -> str:
@@ -123,6 +128,9 @@ def deploy(
     s3.put_object(Bucket=ARTIFACT_BUCKET, Key="poller.zip", Body=package_function())
     cloud = transform(load_template(), parameters, f"s3://{ARTIFACT_BUCKET}/poller.zip", session)
 
+    declared_outputs = dict(cloud.get("Outputs", {}))
+    function_urls = _set_aside(cloud, "AWS::Lambda::Url")
+
     cfn = session.client("cloudformation")
     cfn.create_stack(
         StackName=stack_name,
@@ -133,22 +141,65 @@ def deploy(
     cfn.get_waiter("stack_create_complete").wait(StackName=stack_name, WaiterConfig={"Delay": 1})
     stack = cfn.describe_stacks(StackName=stack_name)["Stacks"][0]
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+    physical = {
+        r["LogicalResourceId"]: r.get("PhysicalResourceId", "")
+        for r in cfn.list_stack_resources(StackName=stack_name)["StackResourceSummaries"]
+    }
 
-    # moto does not create AWS::SecretsManager::Secret: make it, with the key, as an operator would.
-    secret_arn = session.client("secretsmanager").create_secret(Name=f"{stack_name}-api-key", SecretString=api_key)[
-        "ARN"
-    ]
-    outputs["ApiKeySecretArn"] = secret_arn
+    # moto does not create AWS::SecretsManager::Secret: make them, with values, as an operator would.
+    secret_values = {"ApiKeySecret": api_key}
+    secret_arns = {
+        logical_id: session.client("secretsmanager").create_secret(
+            Name=f"{stack_name}-{logical_id}", SecretString=secret_values.get(logical_id, secrets.token_urlsafe(36))
+        )["ARN"]
+        for logical_id, resource in cloud["Resources"].items()
+        if resource["Type"] == "AWS::SecretsManager::Secret"
+    }
+    for name, output in declared_outputs.items():
+        if _ref(output.get("Value")) in secret_arns:
+            outputs[name] = secret_arns[output["Value"]["Ref"]]
 
     lambda_client = session.client("lambda")
-    configuration = lambda_client.get_function_configuration(FunctionName=outputs["PollerFunctionName"])
-    # moto hands back Number parameters as numbers; Lambda environments are strings.
-    environment = {k: str(v) for k, v in configuration.get("Environment", {}).get("Variables", {}).items()}
-    environment["API_KEY_SECRET_ARN"] = secret_arn
-    lambda_client.update_function_configuration(
-        FunctionName=outputs["PollerFunctionName"], Environment={"Variables": environment}
-    )
-    return DeployedStack(stack_name, outputs, environment)
+    environments: dict[str, dict[str, str]] = {}
+    for logical_id, resource in cloud["Resources"].items():
+        if resource["Type"] != "AWS::Lambda::Function":
+            continue
+        declared = resource["Properties"].get("Environment", {}).get("Variables", {})
+        configuration = lambda_client.get_function_configuration(FunctionName=physical[logical_id])
+        # moto hands back Number parameters as numbers; Lambda environments are strings.
+        environment = {k: str(v) for k, v in configuration.get("Environment", {}).get("Variables", {}).items()}
+        environment.update(
+            {name: secret_arns[value["Ref"]] for name, value in declared.items() if _ref(value) in secret_arns}
+        )
+        lambda_client.update_function_configuration(
+            FunctionName=physical[logical_id], Environment={"Variables": environment}
+        )
+        environments[logical_id] = environment
+
+    for url_id, url in function_urls.items():
+        function = url["Properties"]["TargetFunctionArn"]["Ref"]
+        created = lambda_client.create_function_url_config(
+            FunctionName=physical[function], AuthType=url["Properties"]["AuthType"]
+        )
+        for name, output in declared_outputs.items():
+            if output.get("Value") == {"Fn::GetAtt": [url_id, "FunctionUrl"]}:
+                outputs[name] = created["FunctionUrl"]
+    return DeployedStack(stack_name, outputs, environments["PollerFunction"], environments)
+
+
+def _ref(value: Any) -> str | None:
+    return value.get("Ref") if isinstance(value, dict) else None
+
+
+def _set_aside(cloud: dict[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:
+    """Take the resources of a type moto cannot create out of the template, with what refers to them."""
+    taken = {k: v for k, v in cloud["Resources"].items() if v["Type"] == resource_type}
+    for logical_id in taken:
+        del cloud["Resources"][logical_id]
+    outputs = cloud.get("Outputs", {})
+    for name in [n for n, o in outputs.items() if any(f'"{k}"' in json.dumps(o) for k in taken)]:
+        del outputs[name]
+    return taken
 
 
 # -- moto_server in its own process -------------------------------------------------------------
