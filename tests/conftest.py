@@ -19,6 +19,7 @@ from moto import mock_aws
 
 from runway_archiver.emulator import FeedEmulator
 from runway_archiver.local_aws import FAKE_CREDENTIALS, DeployedStack, LocalLambdaContext, deploy
+from runway_archiver.local_queue import Drained, drain
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 
@@ -126,6 +127,69 @@ class Archive:
             LocalLambdaContext(timeout_seconds=remaining_seconds),
         )
         return result
+
+    def work(
+        self,
+        *,
+        remaining_seconds: float = 240.0,
+        env: dict[str, str] | None = None,
+        max_batches: int | None = None,
+        visibility_timeout: int = 60,
+    ) -> Drained:
+        """Let the worker consume the work queue as the SQS event source would (a cold container)."""
+        for name, value in {**self.stack.environments["WorkerFunction"], **(env or {})}.items():
+            self.monkeypatch.setenv(name, value)
+        from archiver import worker
+
+        self.monkeypatch.setattr(worker, "_poller", None)
+        self.monkeypatch.setattr(worker.logger.registered_handler, "stream", self.log_stream)
+        return drain(
+            boto3.client("sqs"),
+            self.work_queue_url,
+            worker.lambda_handler,
+            lambda: LocalLambdaContext("runway-archiver-worker", remaining_seconds),
+            max_batches=max_batches,
+            visibility_timeout=visibility_timeout,
+        )
+
+    @property
+    def work_queue_url(self) -> str:
+        return self.stack.outputs["WorkQueueUrl"]
+
+    @property
+    def callback_token(self) -> str:
+        secret = boto3.client("secretsmanager").get_secret_value(SecretId=self.stack.outputs["CallbackTokenSecretArn"])
+        return secret["SecretString"]
+
+    def callback(
+        self,
+        body: str | bytes,
+        *,
+        token: str | None = None,
+        in_header: bool = False,
+        env: dict[str, str] | None = None,
+        base64_encoded: bool = False,
+    ) -> dict[str, Any]:
+        """POST to the intake's function URL as the provider would (the stack's token unless given)."""
+        import base64
+
+        for name, value in {**self.stack.environments["IntakeFunction"], **(env or {})}.items():
+            self.monkeypatch.setenv(name, value)
+        from archiver import webhook
+
+        self.monkeypatch.setattr(webhook, "_intake", None)
+        self.monkeypatch.setattr(webhook.logger.registered_handler, "stream", self.log_stream)
+        token = self.callback_token if token is None else token
+        event = load_event("callback/function-url.json")
+        raw = body.encode() if isinstance(body, str) else body
+        event["body"] = base64.b64encode(raw).decode() if base64_encoded else raw.decode()
+        event["isBase64Encoded"] = base64_encoded
+        event["queryStringParameters"] = {} if in_header or not token else {"token": token}
+        event["rawQueryString"] = f"token={token}" if event["queryStringParameters"] else ""
+        if in_header:
+            event["headers"]["x-archiver-token"] = token
+        response: dict[str, Any] = webhook.lambda_handler(event, LocalLambdaContext("runway-archiver-intake", 10))
+        return response
 
     def logs(self) -> list[dict[str, Any]]:
         """The JSON log lines the handler wrote so far."""

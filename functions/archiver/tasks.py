@@ -32,6 +32,10 @@ OUTBOX_INDEX = "outbox-index"
 UNANNOUNCED = "UNANNOUNCED"
 
 _LEASE_FREE = "(attribute_not_exists(lease_until) OR lease_until <= :wall_now)"
+# Spelt out, not nested: DynamoDB refuses redundant parentheses in a condition.
+_LEASE_FREE_OR_DISPATCHED_TO_US = (
+    "(lease_owner = :token OR attribute_not_exists(lease_until) OR lease_until <= :wall_now)"
+)
 
 
 class LeaseLost(Exception):
@@ -152,7 +156,7 @@ class TaskStore:
     ) -> Claim | None:
         """A worker claims a PENDING task: the one dispatched to it under `token`, or (a hint, no token)
         any PENDING task that no live run holds, due or not. None when someone else has it."""
-        held_for_us = "lease_owner = :token OR " if token else ""
+        lease_test = _LEASE_FREE_OR_DISPATCHED_TO_US if token else _LEASE_FREE
         values: dict[str, Any] = {
             ":run": run_id,
             ":lease_until": wall_now + lease_seconds,
@@ -165,7 +169,7 @@ class TaskStore:
         attributes = self._conditional_update(
             task_id,
             "SET lease_owner = :run, lease_until = :lease_until, first_seen_at = if_not_exists(first_seen_at, :now)",
-            f"#status = :pending AND ({held_for_us}{_LEASE_FREE})",
+            "#status = :pending AND " + lease_test,
             values,
             names={"#status": "status"},
         )

@@ -7,8 +7,9 @@ template uses, so this module makes up for them, and says so:
   and the functions' variables that name them (which moto silently drops) filled in;
 - `AWS::Lambda::Url`: set aside before `create_stack` (moto cannot resolve its attributes) and
   created here with Lambda's own API; the `CallbackUrl` output is filled in;
-- `AWS::Scheduler::Schedule`: not created; the demo invokes the poller as the schedule would,
-  and the SQS event source of the worker is driven by `runway_archiver.local_queue`.
+- `AWS::Scheduler::Schedule`: not created; the demo invokes the poller as the schedule would;
+- `AWS::Lambda::EventSourceMapping` (the worker's SQS trigger): moto would consume the queue and
+  try to run the worker in Docker; set aside, and `runway_archiver.local_queue` drives the worker.
 """
 
 from __future__ import annotations
@@ -130,6 +131,9 @@ def deploy(
 
     declared_outputs = dict(cloud.get("Outputs", {}))
     function_urls = _set_aside(cloud, "AWS::Lambda::Url")
+    # moto would consume the work queue itself and fail to run the worker (it needs Docker):
+    # locally, `runway_archiver.local_queue` plays the SQS event source instead.
+    _set_aside(cloud, "AWS::Lambda::EventSourceMapping")
 
     cfn = session.client("cloudformation")
     cfn.create_stack(
