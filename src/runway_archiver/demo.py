@@ -2,8 +2,10 @@
 
 moto_server (its own process, on loopback) plays AWS; template.yaml is deployed into it; the feed
 emulator plays CometAPI and its CDN; a few tasks are registered; the poller is invoked the way
-the schedule would invoke it, one scheduled minute at a time, until every task has ended; then
-the report: per task its outcome and S3 objects, and the events an SQS queue subscribed to the
+the schedule would invoke it, one scheduled minute at a time, until every task has ended (the
+worker consumes the work queue after each run, as its SQS trigger would; one task finishes early
+and the emulated provider calls back through a local function URL to the intake); then the
+report: per task its outcome and S3 objects, and the events an SQS queue subscribed to the
 completion topic received.
 """
 
@@ -18,6 +20,8 @@ import boto3
 
 from .emulator import FeedEmulator
 from .local_aws import LocalLambdaContext, MotoServer, deploy, patched_environ
+from .local_function_url import LocalFunctionUrl
+from .local_queue import drain
 from .register import register_tasks
 
 if TYPE_CHECKING:
@@ -29,7 +33,10 @@ DEMO_TASKS: dict[str, tuple[str, dict[str, Any]]] = {
     "demo-slow-dog": ("0 0 1 1 1 3", {"video_size": 3 * 1024 * 1024}),
     "demo-video-only": ("1 3", {"poster": False, "last_frame": False, "with_state": False}),
     "demo-moderated": ("0 1 2", {}),
+    # Would run for half an hour; it finishes after the first run and the provider calls back.
+    "demo-callback-bird": (" ".join(["1"] * 30 + ["3"]), {}),
 }
+CALLBACK_TASK = "demo-callback-bird"
 MAX_RUNS = 15
 
 
@@ -64,9 +71,13 @@ def run_demo(*, verbose: bool = True) -> int:
             "POWERTOOLS_LOG_LEVEL": os.environ.get("DEMO_LOG_LEVEL", "WARNING"),
             "POWERTOOLS_METRICS_DISABLED": "true",
         }
-        with patched_environ({**stack.function_environment, **quiet}):
-            from archiver import handler  # the Lambda's own entry point, configured by the deploy
+        every_function = {k: v for environment in stack.environments.values() for k, v in environment.items()}
+        token = session.client("secretsmanager").get_secret_value(SecretId=stack.outputs["CallbackTokenSecretArn"])
+        with patched_environ({**every_function, **quiet}):
+            # The Lambdas' own entry points, configured by the deploy
+            from archiver import handler, webhook, worker
 
+            intake = LocalFunctionUrl(webhook.lambda_handler, lambda: LocalLambdaContext("runway-archiver-intake", 10))
             start = datetime.now(UTC).replace(second=0, microsecond=0)
             for run in range(MAX_RUNS):
                 scheduled = start + timedelta(minutes=run)
@@ -80,6 +91,18 @@ def run_demo(*, verbose: bool = True) -> int:
                         if summary[k]
                     )
                 )
+                if run == 0:
+                    with intake:
+                        status, _ = feed.call_back(CALLBACK_TASK, f"{intake.url}?token={token['SecretString']}")
+                    say(f"  the provider called back for {CALLBACK_TASK}: intake answered HTTP {status}")
+                worked = drain(
+                    sqs,
+                    stack.outputs["WorkQueueUrl"],
+                    worker.lambda_handler,
+                    lambda: LocalLambdaContext("runway-archiver-worker"),
+                )
+                if worked.records:
+                    say(f"  worker: {worked.records} work request(s) in {worked.batches} batch(es)")
                 if summary["due"] == 0 and _all_ended(session, stack.table_name):
                     break
 

@@ -155,6 +155,19 @@ class FeedEmulator:
     def media_url(self, task_id: str, name: str) -> str:
         return f"{self.base_url}/media/{task_id}/{name}"
 
+    def finish(self, task_id: str) -> dict[str, Any]:
+        """The task ends at the provider now (its script's last status): the callback body it sends."""
+        with self._lock:
+            task = self.tasks[task_id]
+            task.polls = max(task.polls, len(task.script) - 1)
+            return self.task_data(task, task.script[-1])
+
+    def call_back(self, task_id: str, url: str) -> tuple[int, str]:
+        """Finish the task and POST its `data` object to `url`, as the provider's callback does."""
+        from .local_function_url import post_json
+
+        return post_json(url, self.finish(task_id))
+
     # -- answers --------------------------------------------------------------------------
     def feed_answer(self, task_id: str) -> Fault:
         with self._lock:
