@@ -1,0 +1,132 @@
+"""Callback to event: how soon a finished task is announced when the provider calls back, versus polling.
+
+Everything real and local: moto_server in its own process with template.yaml deployed, the feed
+emulator (with `--latency` per feed call), the intake behind a function URL on 127.0.0.1, the
+worker fed from the work queue as its SQS trigger would, and an SQS queue subscribed to the topic.
+
+    python -m bench.callback_latency [--tasks 10] [--latency 0.1]
+
+Callback path, per task: the provider finishes and POSTs its callback (t0); the intake checks it
+and queues a hint; the worker re-reads the feed, copies the media, records and publishes; the event
+arrives on the subscribed queue (t1). Polling path: the provider finishes right after a scheduled
+run; the next run (one interval later, in the fast-poll phase) archives it. Its figure is the
+interval plus the measured duration of that run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+
+from runway_archiver.emulator import FeedEmulator
+from runway_archiver.local_aws import LocalLambdaContext, MotoServer, deploy, patched_environ
+from runway_archiver.local_function_url import LocalFunctionUrl
+from runway_archiver.local_queue import drain
+
+SCHEDULE_INTERVAL_SECONDS = 60.0  # template default: rate(1 minute)
+KEY = "bench-key"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=10)
+    parser.add_argument("--latency", type=float, default=0.1, help="feed API latency per call, seconds")
+    args = parser.parse_args(argv)
+    callback, polled_run = measure(args.tasks, args.latency)
+    polling = SCHEDULE_INTERVAL_SECONDS + polled_run
+    print(
+        f"callback -> event (median of {args.tasks}, feed latency {args.latency * 1000:.0f} ms): "
+        f"{statistics.median(callback):.3f} s  (max {max(callback):.3f} s)"
+    )
+    print(
+        f"polling  -> event (next tick in the fast-poll phase: interval {SCHEDULE_INTERVAL_SECONDS:.0f} s "
+        f"+ run {polled_run:.3f} s): {polling:.3f} s worst, {polling - SCHEDULE_INTERVAL_SECONDS / 2:.3f} s on average"
+    )
+    print(f"ratio callback / polling (worst): {statistics.median(callback) / polling:.4f}")
+    return 0
+
+
+def measure(tasks: int, latency: float) -> tuple[list[float], float]:
+    with (
+        MotoServer() as moto,
+        FeedEmulator(api_key=KEY, latency=latency) as feed,
+        patched_environ({**moto.environment(), "POWERTOOLS_TRACE_DISABLED": "true"}),
+    ):
+        session = boto3.session.Session()
+        stack = deploy(
+            session,
+            api_key=KEY,
+            parameters={"CometApiBaseUrl": feed.base_url, "AllowedPrivateNetworks": "127.0.0.1/32"},
+        )
+        sqs = session.client("sqs")
+        events_queue = _subscribed_queue(session, stack.topic_arn)
+        token = session.client("secretsmanager").get_secret_value(SecretId=stack.outputs["CallbackTokenSecretArn"])[
+            "SecretString"
+        ]
+        table = session.resource("dynamodb").Table(stack.table_name)
+        every_function = {k: v for environment in stack.environments.values() for k, v in environment.items()}
+        quiet = {"POWERTOOLS_LOG_LEVEL": "ERROR", "POWERTOOLS_METRICS_DISABLED": "true"}
+        with patched_environ({**every_function, **quiet}):
+            from archiver import handler, webhook, worker  # noqa: PLC0415 - once the environment is set, as in Lambda
+
+            task_ids = [f"latency-{n:03d}" for n in range(tasks)]
+            for task_id in task_ids:
+                feed.add_task(task_id, " ".join(["1"] * 50 + ["3"]))
+                table.put_item(Item={"task_id": task_id, "status": "PENDING"})
+            handler.lambda_handler({}, LocalLambdaContext())  # first poll: every task running
+
+            callback: list[float] = []
+            with LocalFunctionUrl(webhook.lambda_handler, lambda: LocalLambdaContext("intake", 10)) as intake:
+                for task_id in task_ids:
+                    started = time.perf_counter()
+                    status, _ = feed.call_back(task_id, f"{intake.url}?token={token}")
+                    assert status == 202, status
+                    drain(
+                        sqs, stack.outputs["WorkQueueUrl"], worker.lambda_handler, lambda: LocalLambdaContext("worker")
+                    )
+                    _wait_for_event(sqs, events_queue, task_id)
+                    callback.append(time.perf_counter() - started)
+
+            # Polling path: a task that finished since the last run is archived by the next one.
+            feed.add_task("latency-polled", "1 3")
+            table.put_item(Item={"task_id": "latency-polled", "status": "PENDING"})
+            handler.lambda_handler({}, LocalLambdaContext())
+            started = time.perf_counter()
+            handler.lambda_handler({"scheduled_time": _minutes_from_now(1)}, LocalLambdaContext())
+            _wait_for_event(sqs, events_queue, "latency-polled")
+            polled_run = time.perf_counter() - started
+    return callback, polled_run
+
+
+def _subscribed_queue(session: boto3.session.Session, topic_arn: str) -> str:
+    sqs = session.client("sqs")
+    url = sqs.create_queue(QueueName="bench-events")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    session.client("sns").subscribe(
+        TopicArn=topic_arn, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"}
+    )
+    return url
+
+
+def _wait_for_event(sqs: Any, queue_url: str, task_id: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for message in sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []):
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+            if json.loads(message["Body"])["subject"] == task_id:
+                return
+    raise TimeoutError(f"no event for {task_id} within {timeout} s")
+
+
+def _minutes_from_now(minutes: int) -> str:
+    return (datetime.now(UTC) + timedelta(minutes=minutes)).isoformat()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
