@@ -22,12 +22,13 @@ REPO = Path(__file__).resolve().parents[2]
 MiB = 1024 * 1024
 
 
-def _start_run(archive: Archive, at: str) -> subprocess.Popen[str]:
+def _start_run(archive: Archive, at: str, **settings: str) -> subprocess.Popen[str]:
     env = {
         **os.environ,
         **archive.stack.function_environment,
         "POWERTOOLS_LOG_LEVEL": "ERROR",
         "POWERTOOLS_METRICS_DISABLED": "true",
+        **settings,
     }
     return subprocess.Popen(
         [sys.executable, "-m", "tests.faults.run_once", at],
@@ -83,6 +84,50 @@ def test_overlapping_runs_archive_every_task_exactly_once(
     assert all(archive.item(task_id)["status"] == "ARCHIVED" for task_id in task_ids)
     events = archive.events()
     assert sorted(e["subject"] for e in events) == task_ids
+
+
+@pytest.mark.fault(
+    "Concurrency",
+    "4 runs and 4 workers at once over the same 200 pending tasks, runs handing out all but 25",
+    "every task archived exactly once (one download), exactly one event per task; no message left",
+)
+def test_overlapping_runs_and_workers_archive_every_task_exactly_once(
+    server_archive: Archive, feed: FeedEmulator, minutes: Minutes, tmp_path: Path
+) -> None:
+    archive = server_archive
+    feed.latency = 0.01
+    task_ids = [f"task-{n:03d}" for n in range(200)]
+    for task_id in task_ids:
+        feed.add_task(task_id, "3", video_size=16 * 1024, poster=False, last_frame=False)
+    archive.register(*task_ids)
+    quiet = {"POWERTOOLS_LOG_LEVEL": "ERROR", "POWERTOOLS_METRICS_DISABLED": "true"}
+    worker_env = {**os.environ, **archive.stack.environments["WorkerFunction"], **quiet}
+
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "tests.faults.work_once", archive.work_queue_url, str(tmp_path / "stop")],
+            cwd=REPO,
+            env=worker_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    runs = [_start_run(archive, minutes(0), FANOUT_THRESHOLD="25") for _ in range(4)]
+    run_outputs = [process.communicate(timeout=300) for process in runs]
+    (tmp_path / "stop").touch()  # every run has handed out what it will: workers finish the queue and stop
+    worker_outputs = [process.communicate(timeout=300) for process in workers]
+
+    assert [p.returncode for p in runs + workers] == [0] * 8, [err[-2000:] for _, err in run_outputs + worker_outputs]
+    summaries = [json.loads(out.strip().splitlines()[-1]) for out, _ in run_outputs]
+    drained = [json.loads(out.strip().splitlines()[-1]) for out, _ in worker_outputs]
+    assert sum(s["dispatched"] for s in summaries) == sum(d["records"] for d in drained) > 0
+    assert sum(d["returned"] for d in drained) == 0
+    downloads = Counter(path for method, path in feed.requests if method == "GET")
+    assert len(downloads) == 200 and set(downloads.values()) == {1}
+    assert all(archive.item(task_id)["status"] == "ARCHIVED" for task_id in task_ids)
+    assert sorted(e["subject"] for e in archive.events()) == task_ids
 
 
 @pytest.mark.fault(
