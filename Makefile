@@ -5,8 +5,19 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# SAM CLI and checkov each live in a venv of their own: installed with the rest, pip's resolver
+# settles on years-old versions of them (see README, Development).
+TOOLS := .tools
+SAM := $(TOOLS)/sam/bin/sam
+CHECKOV := $(TOOLS)/checkov/bin/checkov
+SAM_VERSION := 1.170.0
+CHECKOV_VERSION := 3.3.30
+TOOL_ENV := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} BC_SKIP_MAPPING=TRUE
+# sam build checks that the runtime's interpreter (python3.13) is on PATH; pyenv builds count.
+PYENV_PYTHONS := $(shell command -v pyenv >/dev/null 2>&1 && pyenv versions --bare 2>/dev/null | grep -E '^3\.1[1-3]\.[0-9]+$$' | paste -sd: -)
+BUILD_ENV := $(TOOL_ENV) $(if $(PYENV_PYTHONS),PYENV_VERSION=$(PYENV_PYTHONS) PATH="$$(pyenv root)/shims:$$PATH")
 
-.PHONY: help install demo test unit reliability lint format build clean
+.PHONY: help install demo test unit reliability lint validate build format clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -21,7 +32,7 @@ install: $(STAMP)  ## create .venv with the runtime, local-run and test dependen
 demo: $(STAMP)  ## run the archiver locally: moto_server + template.yaml + feed emulator
 	$(BIN)/python -m runway_archiver.cli demo
 
-test: $(STAMP) lint  ## lint, type-check, then run the whole test suite
+test: $(STAMP) lint validate build  ## lint, type-check, validate and build the template, then run the whole test suite
 	@$(BIN)/python -m pytest; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$status
 
@@ -32,14 +43,33 @@ unit: $(STAMP)  ## only the fast unit tests
 	$(BIN)/python -m pytest tests/unit -q
 
 lint: $(STAMP)  ## ruff, ruff format, mypy, cfn-lint
-	$(BIN)/ruff check functions src tests
-	$(BIN)/ruff format --check functions src tests
+	$(BIN)/ruff check functions src tests bench scripts
+	$(BIN)/ruff format --check functions src tests bench scripts
 	$(BIN)/mypy
 	$(BIN)/cfn-lint template.yaml
 
+$(SAM):
+	@test -x $(BIN)/uv || $(MAKE) install
+	$(BIN)/uv venv --quiet --python $(PYTHON) $(TOOLS)/sam
+	$(BIN)/uv pip install --quiet --python $(TOOLS)/sam/bin/python aws-sam-cli==$(SAM_VERSION)
+
+$(CHECKOV):
+	@test -x $(BIN)/uv || $(MAKE) install
+	$(BIN)/uv venv --quiet --python $(PYTHON) $(TOOLS)/checkov
+	$(BIN)/uv pip install --quiet --python $(TOOLS)/checkov/bin/python checkov==$(CHECKOV_VERSION)
+
+validate: $(STAMP) $(SAM) $(CHECKOV)  ## cfn-lint, sam validate --lint and checkov on template.yaml
+	$(BIN)/cfn-lint template.yaml
+	$(TOOL_ENV) $(SAM) validate --lint
+	$(TOOL_ENV) $(CHECKOV) --file template.yaml --framework cloudformation --quiet --compact
+
+build: $(STAMP) $(SAM)  ## sam build (python3.13, arm64), drop what the runtime provides, check the package
+	$(BUILD_ENV) $(SAM) build
+	$(BIN)/python scripts/check_package.py --prune .aws-sam/build
+
 format: $(STAMP)  ## apply ruff's fixes and formatting
-	$(BIN)/ruff check --fix functions src tests
-	$(BIN)/ruff format functions src tests
+	$(BIN)/ruff check --fix functions src tests bench scripts
+	$(BIN)/ruff format functions src tests bench scripts
 
 clean:  ## remove the virtualenv and caches
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .aws-sam
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache .aws-sam

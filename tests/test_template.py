@@ -1,0 +1,431 @@
+"""template.yaml holds its promises: the issue-2 contract and the production hardening.
+
+Some of these properties cannot be checked by deploying into moto (it skips bucket and topic
+policies, alarms, event-invoke configs and Scheduler schedules): they are asserted here, on the
+template as written and as the SAM transform expands it, so a regression fails CI.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from runway_archiver.local_aws import FAKE_CREDENTIALS, REPO_ROOT, DeployedStack, load_template, transform
+
+TEMPLATE = load_template()
+RESOURCES: dict[str, dict[str, Any]] = TEMPLATE["Resources"]
+SUPPORTED_PYTHON_RUNTIMES = {"python3.11", "python3.12", "python3.13"}
+ALARM_ACTIONS_WHEN_CONFIGURED = {
+    "Fn::If": [
+        "NotifiesAlarms",
+        [{"Fn::If": ["UsesGivenAlarmTopic", {"Ref": "AlarmTopicArn"}, {"Ref": "AlarmTopic"}]}],
+        {"Ref": "AWS::NoValue"},
+    ]
+}
+
+
+def props(logical_id: str) -> dict[str, Any]:
+    properties: dict[str, Any] = RESOURCES[logical_id].get("Properties", {})
+    return properties
+
+
+def of_type(resource_type: str) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in RESOURCES.items() if v["Type"] == resource_type}
+
+
+def environment(function: str) -> dict[str, Any]:
+    variables: dict[str, Any] = dict(TEMPLATE["Globals"]["Function"]["Environment"]["Variables"])
+    variables.update(props(function).get("Environment", {}).get("Variables", {}))
+    return variables
+
+
+@pytest.fixture(scope="module")
+def expanded() -> dict[str, Any]:
+    """The template after the SAM transform, as CloudFormation receives it."""
+    with pytest.MonkeyPatch.context() as environment, mock_aws():
+        for name, value in FAKE_CREDENTIALS.items():
+            environment.setenv(name, value)
+        return transform(load_template(), {}, "s3://artifacts/code.zip", boto3.session.Session())
+
+
+# -- the contract of the archiver issue ---------------------------------------------------------
+
+
+def test_the_contract_resources_and_parameters_are_declared() -> None:
+    assert RESOURCES["TasksTable"]["Type"] == "AWS::DynamoDB::Table"
+    assert RESOURCES["ArchiveBucket"]["Type"] == "AWS::S3::Bucket"
+    assert RESOURCES["CompletionTopic"]["Type"] == "AWS::SNS::Topic"
+    assert RESOURCES["ApiKeySecret"]["Type"] == "AWS::SecretsManager::Secret"
+    assert RESOURCES["PollerFunction"]["Type"] == "AWS::Serverless::Function"
+    assert TEMPLATE["Parameters"]["CometApiBaseUrl"]["Default"] == "https://api.cometapi.com"
+    assert TEMPLATE["Parameters"]["AllowedPrivateNetworks"]["Default"] == ""
+    table = props("TasksTable")
+    assert table["KeySchema"] == [{"AttributeName": "task_id", "KeyType": "HASH"}]
+    assert {"AttributeName": "task_id", "AttributeType": "S"} in table["AttributeDefinitions"]
+
+
+def test_the_api_key_is_never_in_the_template() -> None:
+    secret = props("ApiKeySecret")
+    assert "SecretString" not in secret
+    assert "GenerateSecretString" not in secret  # the operator puts the bare key after deploy
+
+
+def test_outputs_name_what_operators_need() -> None:
+    outputs = TEMPLATE["Outputs"]
+    assert outputs["TasksTableName"]["Value"] == {"Ref": "TasksTable"}
+    assert outputs["ArchiveBucketName"]["Value"] == {"Ref": "ArchiveBucket"}
+    assert outputs["CompletionTopicArn"]["Value"] == {"Ref": "CompletionTopic"}
+    assert outputs["ApiKeySecretArn"]["Value"] == {"Ref": "ApiKeySecret"}
+    assert outputs["PollerFunctionName"]["Value"] == {"Ref": "PollerFunction"}
+
+
+# -- functions ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("function", ["PollerFunction", "WorkerFunction", "IntakeFunction"])
+def test_functions_run_a_supported_python_on_arm64_with_tracing_and_kept_logs(function: str) -> None:
+    defaults = TEMPLATE["Globals"]["Function"]
+    assert props(function).get("Runtime", defaults["Runtime"]) in SUPPORTED_PYTHON_RUNTIMES
+    assert props(function).get("Architectures", defaults["Architectures"]) == ["arm64"]
+    assert props(function).get("Tracing", defaults["Tracing"]) == "Active"
+    variables = environment(function)
+    assert variables["POWERTOOLS_SERVICE_NAME"] == "runway-archiver"
+    assert variables["POWERTOOLS_METRICS_NAMESPACE"] == "RunwayArchiver"
+    log_groups = [
+        p["Properties"]
+        for p in of_type("AWS::Logs::LogGroup").values()
+        if p["Properties"]["LogGroupName"] == {"Fn::Sub": f"/aws/lambda/${{{function}}}"}
+    ]
+    assert len(log_groups) == 1
+    assert log_groups[0]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+
+
+def test_the_poller_time_budget_fits_its_timeout_and_its_lease() -> None:
+    poller = props("PollerFunction")
+    variables = environment("PollerFunction")
+    timeout = poller["Timeout"]
+    # Claiming stops with CLAIM_CUTOFF left, and a copy started then gets at most MEDIA_COPY.
+    assert int(variables["MEDIA_COPY_TIMEOUT_SECONDS"]) < int(variables["CLAIM_CUTOFF_SECONDS"]) + timeout
+    assert int(variables["MEDIA_COPY_TIMEOUT_SECONDS"]) <= timeout - int(variables["CLAIM_CUTOFF_SECONDS"])
+    # A killed run's claims must free up, but never while the run may still be working.
+    assert timeout < int(variables["LEASE_SECONDS"])
+    # The schedule gives up on a tick before two more have come: runs cannot pile up.
+    schedule = poller["Events"]["Schedule"]["Properties"]
+    assert schedule["RetryPolicy"]["MaximumEventAgeInSeconds"] <= 300
+
+
+def test_overlapping_poller_runs_are_bounded_and_failed_runs_are_parked() -> None:
+    poller = props("PollerFunction")
+    assert 1 <= poller["ReservedConcurrentExecutions"] <= 2
+    assert poller["DeadLetterQueue"] == {"Type": "SQS", "TargetArn": {"Fn::GetAtt": ["PollerDeadLetterQueue", "Arn"]}}
+    assert poller["EventInvokeConfig"]["MaximumRetryAttempts"] == 0
+
+
+def test_the_schedule_is_eventbridge_scheduler_every_minute_and_replayable() -> None:
+    schedule = props("PollerFunction")["Events"]["Schedule"]
+    assert schedule["Type"] == "ScheduleV2"
+    properties = schedule["Properties"]
+    assert properties["ScheduleExpression"] == {"Ref": "ScheduleExpression"}
+    assert TEMPLATE["Parameters"]["ScheduleExpression"]["Default"] == "rate(1 minute)"
+    assert "<aws.scheduler.scheduled-time>" in properties["Input"]
+    assert properties["RetryPolicy"]["MaximumRetryAttempts"] >= 1
+    assert properties["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["ScheduleDeadLetterQueue", "Arn"]}}
+
+
+def test_the_schedule_reaches_cloudformation_with_its_retry_policy_and_dead_letter_queue(
+    expanded: dict[str, Any],
+) -> None:
+    schedules = {k: v for k, v in expanded["Resources"].items() if v["Type"] == "AWS::Scheduler::Schedule"}
+    assert len(schedules) == 1
+    (schedule,) = schedules.values()
+    target = schedule["Properties"]["Target"]
+    assert target["RetryPolicy"] == {"MaximumRetryAttempts": 2, "MaximumEventAgeInSeconds": 120}
+    assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["ScheduleDeadLetterQueue", "Arn"]}}
+
+
+def test_worker_concurrency_bounds_the_load_on_the_feed() -> None:
+    work = props("WorkerFunction")["Events"]["Work"]["Properties"]
+    assert work["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "WorkerMaxConcurrency"}}
+    assert work["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    queue = props("WorkQueue")
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["WorkDeadLetterQueue", "Arn"]}
+    assert queue["VisibilityTimeout"] >= 6 * props("WorkerFunction")["Timeout"]
+
+
+def test_the_callback_intake_is_bounded_and_its_token_generated_at_deploy() -> None:
+    intake = props("IntakeFunction")
+    assert intake["ReservedConcurrentExecutions"] <= 10
+    assert intake["FunctionUrlConfig"] == {"AuthType": "NONE"}  # the token is checked in code
+    token = props("CallbackTokenSecret")
+    assert "SecretString" not in token
+    assert token["GenerateSecretString"]["PasswordLength"] >= 32
+
+
+# -- data at rest ---------------------------------------------------------------------------
+
+
+def test_the_tasks_table_is_on_demand_recoverable_encrypted_and_indexed() -> None:
+    table = props("TasksTable")
+    assert table["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert table["SSESpecification"] == {"SSEEnabled": True}
+    indexes = {index["IndexName"]: index for index in table["GlobalSecondaryIndexes"]}
+    assert indexes["status-index"]["KeySchema"] == [{"AttributeName": "status", "KeyType": "HASH"}]
+    assert RESOURCES["TasksTable"]["DeletionPolicy"] == "Retain"
+
+
+def test_ttl_is_available_and_off_by_default() -> None:
+    assert TEMPLATE["Parameters"]["TtlAttributeName"]["Default"] == ""
+    assert TEMPLATE["Conditions"]["HasTtl"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "TtlAttributeName"}, ""]}]}
+    assert props("TasksTable")["TimeToLiveSpecification"] == {
+        "Fn::If": ["HasTtl", {"AttributeName": {"Ref": "TtlAttributeName"}, "Enabled": True}, {"Ref": "AWS::NoValue"}]
+    }
+
+
+def test_the_archive_bucket_is_private_encrypted_versioned_and_owner_enforced() -> None:
+    bucket = props("ArchiveBucket")
+    assert bucket["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
+    (rule,) = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in {"AES256", "aws:kms"}
+    assert bucket["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert bucket["OwnershipControls"] == {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
+    assert RESOURCES["ArchiveBucket"]["DeletionPolicy"] == "Retain"
+
+
+def test_archived_media_move_to_a_cheaper_class_and_open_uploads_are_aborted() -> None:
+    rules = {rule["Id"]: rule for rule in props("ArchiveBucket")["LifecycleConfiguration"]["Rules"]}
+    assert rules["abort-incomplete-multipart-uploads"]["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"] >= 1
+    archive = rules["archive-media"]
+    assert archive["Prefix"] == "runway/"
+    (transition,) = archive["Transitions"]
+    assert transition["StorageClass"] == {"Ref": "ArchiveStorageClass"}
+    assert transition["TransitionInDays"] == {"Fn::If": ["HasTransition", {"Ref": "ArchiveTransitionDays"}, 30]}
+    assert archive["Status"] == {"Fn::If": ["HasTransition", "Enabled", "Disabled"]}
+    assert TEMPLATE["Parameters"]["ArchiveTransitionDays"]["Default"] > 0
+
+
+def test_the_bucket_refuses_requests_without_tls() -> None:
+    policy = props("ArchiveBucketPolicy")
+    assert policy["Bucket"] == {"Ref": "ArchiveBucket"}
+    (statement,) = policy["PolicyDocument"]["Statement"]
+    assert statement["Effect"] == "Deny"
+    assert statement["Principal"] == "*"
+    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": False}}
+    assert {"Fn::GetAtt": ["ArchiveBucket", "Arn"]} in statement["Resource"]
+    assert {"Fn::Sub": "${ArchiveBucket.Arn}/*"} in statement["Resource"]
+
+
+def test_the_completion_topic_is_encrypted_and_only_the_archiver_publishes() -> None:
+    assert props("CompletionTopic")["KmsMasterKeyId"] == "alias/aws/sns"
+    policy = props("CompletionTopicPolicy")
+    assert policy["Topics"] == [{"Ref": "CompletionTopic"}]
+    statements = {s["Sid"]: s for s in policy["PolicyDocument"]["Statement"]}
+    archiver_roles = [{"Fn::GetAtt": ["PollerFunctionRole", "Arn"]}, {"Fn::GetAtt": ["WorkerFunctionRole", "Arn"]}]
+    deny = statements["OnlyTheArchiverPublishes"]
+    assert (deny["Effect"], deny["Principal"], deny["Action"]) == ("Deny", "*", "sns:Publish")
+    assert deny["Condition"] == {"ArnNotEquals": {"aws:PrincipalArn": archiver_roles}}
+    for statement in statements.values():
+        if statement["Effect"] == "Allow" and "sns:Publish" in statement["Action"]:
+            assert statement["Principal"] == {"AWS": archiver_roles}
+
+
+QUEUES = ["WorkQueue", "WorkDeadLetterQueue", "PollerDeadLetterQueue", "ScheduleDeadLetterQueue"]
+
+
+@pytest.mark.parametrize("queue", QUEUES)
+def test_queues_are_encrypted(queue: str) -> None:
+    assert props(queue)["SqsManagedSseEnabled"] is True
+
+
+# -- least privilege --------------------------------------------------------------------------
+
+
+def _inline_statements(expanded: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    statements: dict[str, list[dict[str, Any]]] = {}
+    for logical_id, resource in expanded["Resources"].items():
+        if resource["Type"] == "AWS::IAM::Role":
+            for policy in resource["Properties"].get("Policies", []):
+                document = policy["PolicyDocument"]["Statement"]
+                statements.setdefault(logical_id, []).extend(document if isinstance(document, list) else [document])
+    return statements
+
+
+def _as_list(value: Any) -> list[Any]:
+    """A policy field as a list; a condition (`Fn::If`) contributes both of its branches."""
+    if isinstance(value, dict) and "Fn::If" in value:
+        _, when_true, when_false = value["Fn::If"]
+        return _as_list(when_true) + _as_list(when_false)
+    return value if isinstance(value, list) else [value]
+
+
+def test_no_role_is_granted_wildcard_actions_or_resources(expanded: dict[str, Any]) -> None:
+    statements = _inline_statements(expanded)
+    assert {"PollerFunctionRole", "WorkerFunctionRole", "IntakeFunctionRole"} <= statements.keys()
+    for role, role_statements in statements.items():
+        for statement in role_statements:
+            for action in _as_list(statement["Action"]):
+                assert "*" not in action, f"{role} grants {action}"
+            for resource in _as_list(statement["Resource"]):
+                assert resource != "*", f"{role} grants {statement['Action']} on every resource"
+
+
+def _granted(expanded: dict[str, Any], role: str) -> dict[str, list[Any]]:
+    """action -> the resources the role's inline policies give it on."""
+    grants: dict[str, list[Any]] = {}
+    for statement in _inline_statements(expanded)[role]:
+        if statement["Effect"] == "Allow":
+            for action in _as_list(statement["Action"]):
+                grants.setdefault(action, []).extend(_as_list(statement["Resource"]))
+    return grants
+
+
+def test_the_poller_touches_only_its_own_resources(expanded: dict[str, Any]) -> None:
+    grants = _granted(expanded, "PollerFunctionRole")
+    assert grants["secretsmanager:GetSecretValue"] == [{"Ref": "ApiKeySecret"}]
+    assert grants["sns:Publish"] == [{"Ref": "CompletionTopic"}]
+    assert grants["s3:PutObject"] == [{"Fn::Sub": "${ArchiveBucket.Arn}/runway/*"}]
+    assert grants["dynamodb:UpdateItem"] == [{"Fn::GetAtt": ["TasksTable", "Arn"]}]
+    assert grants["dynamodb:Query"] == [{"Fn::Sub": "${TasksTable.Arn}/index/*"}]
+    assert "dynamodb:Scan" not in grants  # discovery is a Query on an index, never a Scan
+    assert "s3:GetObject" not in grants and "s3:DeleteObject" not in grants
+
+
+def test_the_intake_reads_only_the_callback_token_and_never_publishes(expanded: dict[str, Any]) -> None:
+    grants = _granted(expanded, "IntakeFunctionRole")
+    assert grants["secretsmanager:GetSecretValue"] == [{"Ref": "CallbackTokenSecret"}]
+    assert "sns:Publish" not in grants
+    assert "s3:PutObject" not in grants
+    assert "dynamodb:UpdateItem" not in grants
+
+
+# -- alarms ---------------------------------------------------------------------------------
+
+
+def _alarms() -> dict[str, dict[str, Any]]:
+    return {k: v["Properties"] for k, v in of_type("AWS::CloudWatch::Alarm").items()}
+
+
+@pytest.mark.parametrize("function", ["PollerFunction", "WorkerFunction"])
+def test_function_errors_raise_an_alarm(function: str) -> None:
+    (alarm,) = [
+        a
+        for a in _alarms().values()
+        if a.get("MetricName") == "Errors" and a["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": function}}]
+    ]
+    assert alarm["Namespace"] == "AWS/Lambda"
+    assert alarm["Threshold"] == 1
+    assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    assert alarm["AlarmActions"] == ALARM_ACTIONS_WHEN_CONFIGURED
+
+
+def test_every_dead_letter_queue_has_an_alarm() -> None:
+    dead_letter_queues = {k for k in of_type("AWS::SQS::Queue") if "DeadLetter" in k}
+    assert dead_letter_queues == {"WorkDeadLetterQueue", "PollerDeadLetterQueue", "ScheduleDeadLetterQueue"}
+    watched = {
+        a["Dimensions"][0]["Value"]["Fn::GetAtt"][0]
+        for a in _alarms().values()
+        if a.get("MetricName") == "ApproximateNumberOfMessagesVisible"
+        and a["Threshold"] == 0
+        and a["ComparisonOperator"] == "GreaterThanThreshold"
+    }
+    assert watched == dead_letter_queues
+
+
+def test_stuck_tasks_raise_an_alarm_on_the_metric_the_code_emits() -> None:
+    alarm = _alarms()["TasksStuckAlarm"]
+    queries = {m["Id"]: m for m in alarm["Metrics"]}
+    metric = queries["age"]["MetricStat"]["Metric"]
+    variables = environment("PollerFunction")
+    assert metric["Namespace"] == variables["POWERTOOLS_METRICS_NAMESPACE"]
+    assert metric["Dimensions"] == [{"Name": "service", "Value": variables["POWERTOOLS_SERVICE_NAME"]}]
+    assert metric["MetricName"] == "OldestPendingTaskAgeSeconds"
+    assert "OldestPendingTaskAgeSeconds" in (REPO_ROOT / "functions/archiver/wiring.py").read_text()
+    assert queries["minutes"]["Expression"] == "age / 60"
+    assert alarm["Threshold"] == {"Ref": "StuckTaskAlarmMinutes"}
+    # The slowest polling interval is 10 minutes: a shorter period could miss the oldest task.
+    assert queries["age"]["MetricStat"]["Period"] >= 600
+
+
+def test_alarm_notifications_are_optional() -> None:
+    parameters = TEMPLATE["Parameters"]
+    assert parameters["AlarmEmail"]["Default"] == "" and parameters["AlarmTopicArn"]["Default"] == ""
+    assert RESOURCES["AlarmTopic"]["Condition"] == "CreatesAlarmTopic"
+    assert props("AlarmEmailSubscription")["Protocol"] == "email"
+    for alarm in _alarms().values():
+        assert alarm["AlarmActions"] == ALARM_ACTIONS_WHEN_CONFIGURED
+
+
+# -- reviewed exceptions and deployment defaults ----------------------------------------------
+
+
+def test_every_skipped_security_check_says_why() -> None:
+    skips = [
+        (logical_id, skip)
+        for logical_id, resource in RESOURCES.items()
+        for skip in resource.get("Metadata", {}).get("checkov", {}).get("skip", [])
+    ]
+    assert skips
+    for logical_id, skip in skips:
+        assert skip["id"].startswith("CKV_"), logical_id
+        assert len(skip["comment"]) > 40, f"{logical_id} skips {skip['id']} without a reason"
+
+
+def test_samconfig_deploys_with_sensible_defaults() -> None:
+    config = tomllib.loads((REPO_ROOT / "samconfig.toml").read_text())
+    deploy = config["default"]["deploy"]["parameters"]
+    assert config["default"]["global"]["parameters"]["stack_name"] == "runway-archiver"
+    assert "CAPABILITY_IAM" in deploy["capabilities"]
+    assert deploy["confirm_changeset"] is True
+    assert "parameter_overrides" not in deploy  # left to the user
+
+
+@pytest.mark.parametrize(
+    "event", ["eventbridge-scheduled.json", "scheduler-input.json", "feed/succeeded.json", "feed/failed.json"]
+)
+def test_the_sample_events_the_readme_uses_exist(event: str) -> None:
+    assert (REPO_ROOT / "events" / event).is_file()
+    assert f"events/{event}" in (REPO_ROOT / "README.md").read_text()
+
+
+# -- what moto does not create, and so is asserted above --------------------------------------
+
+NOT_CREATED_BY_MOTO = {
+    "AWS::S3::BucketPolicy",
+    "AWS::SNS::TopicPolicy",
+    "AWS::CloudWatch::Alarm",
+    "AWS::Lambda::EventInvokeConfig",
+    "AWS::Scheduler::Schedule",
+    "AWS::SecretsManager::Secret",
+    "AWS::Lambda::Permission",  # the function URL's public-invoke grants (the URL is made locally)
+}
+
+
+def test_the_local_deploy_says_what_moto_left_out(stack: DeployedStack) -> None:
+    assert set(stack.not_created.values()) == NOT_CREATED_BY_MOTO
+    expected = {"ArchiveBucketPolicy", "CompletionTopicPolicy", "TasksStuckAlarm", "ApiKeySecret"}
+    assert expected <= stack.not_created.keys()
+    # What the archiver's path needs, moto did create (and the integration tests run against it).
+    for needed in ("TasksTable", "ArchiveBucket", "CompletionTopic", "PollerFunction", "WorkQueue"):
+        assert needed not in stack.not_created
+
+
+def test_the_readme_lists_what_the_local_deploy_leaves_out() -> None:
+    readme = (REPO_ROOT / "README.md").read_text()
+    for resource_type in NOT_CREATED_BY_MOTO:
+        assert resource_type in readme
+
+
+def test_the_package_holds_runtime_code_only() -> None:
+    requirements = (REPO_ROOT / "functions/requirements.txt").read_text().lower()
+    assert "boto3" not in [line.split(">")[0].split("=")[0].strip() for line in requirements.splitlines()]
+    sources = {p.relative_to(REPO_ROOT / "functions").parts[0] for p in (REPO_ROOT / "functions").rglob("*.py")}
+    assert sources == {"archiver"}
