@@ -17,7 +17,7 @@ TOOL_ENV := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-eas
 PYENV_PYTHONS := $(shell command -v pyenv >/dev/null 2>&1 && pyenv versions --bare 2>/dev/null | grep -E '^3\.1[1-3]\.[0-9]+$$' | paste -sd: -)
 BUILD_ENV := $(TOOL_ENV) $(if $(PYENV_PYTHONS),PYENV_VERSION=$(PYENV_PYTHONS) PATH="$$(pyenv root)/shims:$$PATH")
 
-.PHONY: help install demo test unit reliability lint validate build format clean
+.PHONY: help install demo local test unit reliability lint validate build format clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -31,6 +31,9 @@ install: $(STAMP)  ## create .venv with the runtime, local-run and test dependen
 
 demo: $(STAMP)  ## run the archiver locally: moto_server + template.yaml + feed emulator
 	$(BIN)/python -m runway_archiver.cli demo
+
+local: $(STAMP)  ## keep emulated AWS + the stack + a feed emulator up for the CLI (Ctrl-C stops)
+	$(BIN)/python -m runway_archiver.cli local
 
 test: $(STAMP) lint validate build  ## lint, type-check, validate and build the template, then run the whole test suite
 	@$(BIN)/python -m pytest; status=$$?; \

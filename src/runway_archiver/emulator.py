@@ -98,10 +98,18 @@ class FeedEmulator:
     """The feed and its CDN on 127.0.0.1; use as a context manager or start()/stop()."""
 
     def __init__(
-        self, api_key: str = "emulated-key", *, host: str = "127.0.0.1", port: int = 0, latency: float = 0.0
+        self,
+        api_key: str = "emulated-key",
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        latency: float = 0.0,
+        default_script: str | None = None,
     ) -> None:
         self.api_key = api_key
         self.latency = latency
+        # A task id nobody scripted: "not found" (as the real feed), or this script (`runway-archiver local`).
+        self.default_script = default_script
         self.tasks: dict[str, EmulatedTask] = {}
         self.feed_faults: dict[str, deque[Fault]] = defaultdict(deque)
         self.media_faults: dict[str, deque[Fault]] = defaultdict(deque)
@@ -175,6 +183,8 @@ class FeedEmulator:
             if queued:
                 return queued.popleft()
             task = self.tasks.get(task_id)
+            if task is None and self.default_script is not None:
+                task = self.tasks[task_id] = EmulatedTask(task_id=task_id, script=self.default_script.split())
             if task is None:
                 return Fault.application_error(404, f"task {task_id} not found")
             status = task.status_now()

@@ -1,0 +1,292 @@
+"""What the operator CLI does to a deployed archive, as plain functions over boto3.
+
+The stack is found by name (its CloudFormation outputs name the table, bucket, topic and
+functions); every read of the table uses the key or the status index, never a Scan, except
+`list` without a status, which lists everything by definition.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from archiver.events import EventPublisher
+from archiver.tasks import EXPIRED, FAILED, PENDING, STATUS_INDEX, TERMINAL_STATUSES, UNANNOUNCED
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator, Mapping
+
+    import boto3
+
+DEFAULT_STACK = "runway-archiver"
+STATUSES = (PENDING, *TERMINAL_STATUSES)
+# What `list` shows of each item (and all it reads of it).
+LIST_ATTRIBUTES = ("task_id", "status", "poll_count", "last_polled_at", "completed_at", "error", "last_error", "assets")
+# The archiver's bookkeeping, dropped when a task is put back to PENDING: it starts afresh.
+RETRY_REMOVES = (
+    "error",
+    "first_seen_at",
+    "next_poll_at",
+    "poll_count",
+    "last_polled_at",
+    "last_error",
+    "failing_since",
+    "completed_at",
+    "announced_at",
+    "event",
+    "outbox",
+    "lease_owner",
+    "lease_until",
+    "assets",
+    "provider_status",
+    "provider_state",
+)
+
+
+class OperatorError(Exception):
+    """A request the archive cannot carry out, said in one line."""
+
+
+def default_stack_name(directory: Path | None = None) -> str:
+    """The stack `sam deploy` would use here: samconfig.toml's stack_name, else the project's name."""
+    config_path = (directory or Path.cwd()) / "samconfig.toml"
+    if config_path.is_file():
+        config = tomllib.loads(config_path.read_text())
+        default = config.get("default", {})
+        for command in ("global", "deploy"):
+            name = default.get(command, {}).get("parameters", {}).get("stack_name")
+            if isinstance(name, str) and name:
+                return name
+    return DEFAULT_STACK
+
+
+@dataclass(frozen=True)
+class StackResources:
+    """A deployed archive, named by its stack outputs."""
+
+    stack_name: str
+    table_name: str
+    bucket_name: str
+    topic_arn: str
+    poller_function: str
+    worker_function: str | None = None
+    work_queue_url: str | None = None
+
+    @classmethod
+    def find(cls, session: boto3.session.Session, stack_name: str) -> StackResources:
+        try:
+            stacks = session.client("cloudformation").describe_stacks(StackName=stack_name)["Stacks"]
+        except ClientError as exc:
+            if "does not exist" in str(exc):
+                raise OperatorError(
+                    f"no stack {stack_name} in {session.region_name}: pass --stack, --region or --table"
+                ) from None
+            raise
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+        try:
+            return cls(
+                stack_name=stack_name,
+                table_name=outputs["TasksTableName"],
+                bucket_name=outputs["ArchiveBucketName"],
+                topic_arn=outputs["CompletionTopicArn"],
+                poller_function=outputs["PollerFunctionName"],
+                worker_function=outputs.get("WorkerFunctionName"),
+                work_queue_url=outputs.get("WorkQueueUrl"),
+            )
+        except KeyError as missing:
+            raise OperatorError(f"stack {stack_name} is not a runway-archiver stack (no output {missing})") from None
+
+
+def plain(value: Any) -> Any:
+    """A DynamoDB item as JSON-ready values (numbers as int or float)."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list | set | tuple):
+        return [plain(v) for v in value]
+    return value
+
+
+class Archive:
+    """The operator's view of one deployed archive."""
+
+    def __init__(self, session: boto3.session.Session, table_name: str, resources: StackResources | None = None):
+        self._session = session
+        self._resources = resources
+        self.table = session.resource("dynamodb").Table(table_name)
+
+    @property
+    def resources(self) -> StackResources:
+        if self._resources is None:
+            raise OperatorError("this command needs the stack (pass --stack), not only a table")
+        return self._resources
+
+    # -- reading ------------------------------------------------------------------------------
+    def get(self, task_id: str) -> dict[str, Any]:
+        item = self.table.get_item(Key={"task_id": task_id}, ConsistentRead=True).get("Item")
+        if item is None:
+            raise OperatorError(f"no task {task_id} in table {self.table.name}")
+        return plain(item)  # type: ignore[no-any-return]
+
+    def tasks(self, status: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        """Tasks with that status (Query on the status index, then their items) or every task (Scan)."""
+        names = {f"#{a}": a for a in LIST_ATTRIBUTES}
+        projection = ", ".join(names)
+        if status is None:
+            pages = self._pages(self.table.scan, ProjectionExpression=projection, ExpressionAttributeNames=names)
+            rows = [plain(item) for item in _take(pages, limit)]
+        else:
+            keys_pages = self._pages(
+                self.table.query,
+                IndexName=STATUS_INDEX,
+                KeyConditionExpression="#status = :status",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={":status": status},
+                ProjectionExpression="task_id",
+            )
+            keys = [{"task_id": item["task_id"]} for item in _take(keys_pages, limit)]
+            rows = self._batch_get(keys, projection, names)
+        return sorted(rows, key=lambda row: str(row["task_id"]))
+
+    def _pages(self, read: Callable[..., Any], **kwargs: Any) -> Iterator[dict[str, Any]]:
+        while True:
+            page = read(**kwargs)
+            yield from page.get("Items", [])
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def _batch_get(self, keys: list[dict[str, Any]], projection: str, names: dict[str, str]) -> list[dict[str, Any]]:
+        dynamodb = self._session.resource("dynamodb")
+        rows: list[dict[str, Any]] = []
+        for start in range(0, len(keys), 100):
+            request: dict[str, Any] = {
+                self.table.name: {"Keys": keys[start : start + 100], "ProjectionExpression": projection}
+                | {"ExpressionAttributeNames": names}
+            }
+            while request:
+                answer = dynamodb.batch_get_item(RequestItems=request)
+                rows.extend(plain(item) for item in answer["Responses"].get(self.table.name, []))
+                request = answer.get("UnprocessedKeys") or {}
+        return rows
+
+    def show(self, task_id: str, link_seconds: int = 3600) -> dict[str, Any]:
+        """The item, what S3 holds for each asset, and a presigned link to the video."""
+        item = self.get(task_id)
+        s3 = self._session.client("s3", config=Config(signature_version="s3v4"))
+        objects: dict[str, Any] = {}
+        link = None
+        for role, asset in (item.get("assets") or {}).items():
+            if not asset:
+                objects[role] = None
+                continue
+            try:
+                head = s3.head_object(Bucket=asset["bucket"], Key=asset["key"])
+            except ClientError as exc:
+                objects[role] = {"bucket": asset["bucket"], "key": asset["key"], "missing": str(exc)}
+                continue
+            objects[role] = {
+                "bucket": asset["bucket"],
+                "key": asset["key"],
+                "size": head["ContentLength"],
+                "content_type": head.get("ContentType"),
+                "storage_class": head.get("StorageClass", "STANDARD"),
+                "last_modified": head["LastModified"].isoformat(),
+            }
+            if role == "video":
+                link = s3.generate_presigned_url(
+                    "get_object", Params={"Bucket": asset["bucket"], "Key": asset["key"]}, ExpiresIn=link_seconds
+                )
+        return {"item": item, "objects": objects, "video_link": link, "video_link_seconds": link_seconds}
+
+    # -- changing -----------------------------------------------------------------------------
+    def retry(self, task_id: str, now: datetime | None = None) -> None:
+        """Put a FAILED or EXPIRED task back to PENDING, bookkeeping cleared: the next run polls it afresh."""
+        moment = now or datetime.now(UTC)
+        names = {"#status": "status", **{f"#{a}": a for a in RETRY_REMOVES}}
+        try:
+            self.table.update_item(
+                Key={"task_id": task_id},
+                UpdateExpression="SET #status = :pending, retried_at = :at REMOVE "
+                + ", ".join(f"#{a}" for a in RETRY_REMOVES),
+                ConditionExpression="#status IN (:failed, :expired) AND attribute_not_exists(#outbox)"
+                " AND (attribute_not_exists(#lease_until) OR #lease_until <= :wall_now)",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues={
+                    ":pending": PENDING,
+                    ":failed": FAILED,
+                    ":expired": EXPIRED,
+                    ":at": moment.isoformat(timespec="seconds").replace("+00:00", "Z"),
+                    ":wall_now": int(moment.timestamp()),
+                },
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            item = self.get(task_id)  # says "no task" when there is none
+            if item["status"] not in (FAILED, EXPIRED):
+                message = f"{task_id} is {item['status']}: only FAILED or EXPIRED tasks can be retried"
+            else:
+                message = f"{task_id}: its outcome is still being announced; try again after the next run"
+            raise OperatorError(message) from None
+
+    def replay(self, task_id: str) -> str:
+        """Publish the task's stored event again: same id, same body, same attributes."""
+        item = self.get(task_id)
+        if item["status"] not in TERMINAL_STATUSES or not item.get("event"):
+            raise OperatorError(f"{task_id} is {item['status']}: it has no event to replay yet")
+        if item.get("outbox") == UNANNOUNCED:
+            raise OperatorError(f"{task_id}: its event has not been published yet; the next run publishes it")
+        publisher = EventPublisher(self._session.client("sns"), self.resources.topic_arn)
+        return publisher.publish(str(item["event"]))
+
+    # -- running ------------------------------------------------------------------------------
+    def invoke_poller(self, scheduled_time: str) -> dict[str, Any]:
+        """One poller run in AWS, now, waited for (the function's timeout is at most 15 minutes)."""
+        client = self._session.client(
+            "lambda", config=Config(read_timeout=960, connect_timeout=10, retries={"total_max_attempts": 1})
+        )
+        answer = client.invoke(
+            FunctionName=self.resources.poller_function,
+            InvocationType="RequestResponse",
+            Payload=json.dumps({"scheduled_time": scheduled_time}).encode(),
+        )
+        payload = json.loads(answer["Payload"].read() or b"null")
+        if answer.get("FunctionError"):
+            message = payload.get("errorMessage") if isinstance(payload, dict) else payload
+            raise OperatorError(f"the poller run failed: {message}")
+        if not isinstance(payload, dict):
+            raise OperatorError(f"the poller answered {payload!r}, not a run summary")
+        return payload
+
+    def function_timeout(self, function: str) -> int:
+        timeout: int = self._session.client("lambda").get_function_configuration(FunctionName=function)["Timeout"]
+        return timeout
+
+    def function_environment(self, function: str) -> dict[str, str]:
+        configuration = self._session.client("lambda").get_function_configuration(FunctionName=function)
+        return {k: str(v) for k, v in configuration.get("Environment", {}).get("Variables", {}).items()}
+
+
+def _take(items: Iterable[dict[str, Any]], limit: int | None) -> list[dict[str, Any]]:
+    taken: list[dict[str, Any]] = []
+    for item in items:
+        if limit is not None and len(taken) >= limit:
+            break
+        taken.append(item)
+    return taken
+
+
+def summary_line(summary: Mapping[str, Any]) -> str:
+    shown = ("due", "polled", "still_pending", "archived", "failed", "expired", "announced", "dispatched")
+    counts = ", ".join(f"{k}={summary[k]}" for k in shown if summary.get(k))
+    return counts or "nothing was due"
