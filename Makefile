@@ -17,7 +17,7 @@ TOOL_ENV := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-eas
 PYENV_PYTHONS := $(shell command -v pyenv >/dev/null 2>&1 && pyenv versions --bare 2>/dev/null | grep -E '^3\.1[1-3]\.[0-9]+$$' | paste -sd: -)
 BUILD_ENV := $(TOOL_ENV) $(if $(PYENV_PYTHONS),PYENV_VERSION=$(PYENV_PYTHONS) PATH="$$(pyenv root)/shims:$$PATH")
 
-.PHONY: help install demo local test unit reliability lint validate build format clean
+.PHONY: help install demo local test unit reliability bench bench-quick lint validate build format clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -41,6 +41,12 @@ test: $(STAMP) lint validate build  ## lint, type-check, validate and build the 
 
 reliability: $(STAMP)  ## run the fault-injection suite and rewrite the table in docs/reliability.md
 	$(BIN)/python -m pytest tests/faults -q --reliability-report docs/reliability.md
+
+bench: $(STAMP)  ## the performance figures, one line each, and the cost model (about 20 minutes)
+	$(BIN)/python -m bench
+
+bench-quick: $(STAMP)  ## the same harness on small sizes (a few minutes): checks it runs, not the targets
+	$(BIN)/python -m bench --quick
 
 unit: $(STAMP)  ## only the fast unit tests
 	$(BIN)/python -m pytest tests/unit -q

@@ -73,7 +73,7 @@ def measure(tasks: int, latency: float) -> tuple[list[float], float]:
         every_function = {k: v for environment in stack.environments.values() for k, v in environment.items()}
         quiet = {"POWERTOOLS_LOG_LEVEL": "ERROR", "POWERTOOLS_METRICS_DISABLED": "true"}
         with patched_environ({**every_function, **quiet}):
-            from archiver import handler, webhook, worker  # noqa: PLC0415 - once the environment is set, as in Lambda
+            from archiver import handler, webhook, worker
 
             task_ids = [f"latency-{n:03d}" for n in range(tasks)]
             for task_id in task_ids:

@@ -6,8 +6,9 @@ import os
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 
+from .tracing import traced
 from .wiring import build_poller, emit_metrics
 
 __all__ = ["build_poller", "lambda_handler", "run_time"]
@@ -21,7 +22,6 @@ if TYPE_CHECKING:
 
 logger = Logger()
 metrics = Metrics()
-tracer = Tracer()
 
 _poller: Poller | None = None
 
@@ -41,7 +41,7 @@ def run_time(event: Mapping[str, Any] | None) -> datetime:
 
 
 @logger.inject_lambda_context(log_event=False, clear_state=True)
-@tracer.capture_lambda_handler(capture_response=False)
+@traced
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     global _poller  # noqa: PLW0603 - built once per container, reused by warm invocations

@@ -8,7 +8,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 import boto3
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import LambdaFunctionUrlResolver, Response
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.config import Config
@@ -16,6 +16,7 @@ from botocore.config import Config
 from .apikey import CachedSecret
 from .intake import TOKEN_HEADER, TOKEN_PARAMETER, CallbackIntake, IntakeSettings, Reply
 from .tasks import TaskStore
+from .tracing import traced
 from .workqueue import WorkQueue
 
 if TYPE_CHECKING:
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
 
 logger = Logger()
 metrics = Metrics()
-tracer = Tracer()
 app = LambdaFunctionUrlResolver()
 
 _intake: CallbackIntake | None = None
@@ -69,7 +69,7 @@ def callback() -> Response[str]:
 
 
 @logger.inject_lambda_context(log_event=False, clear_state=True)
-@tracer.capture_lambda_handler(capture_response=False)
+@traced
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     global _intake  # noqa: PLW0603 - built once per container, reused by warm invocations

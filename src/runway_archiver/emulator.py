@@ -105,11 +105,14 @@ class FeedEmulator:
         port: int = 0,
         latency: float = 0.0,
         default_script: str | None = None,
+        media_bytes_per_second: float | None = None,
     ) -> None:
         self.api_key = api_key
         self.latency = latency
         # A task id nobody scripted: "not found" (as the real feed), or this script (`runway-archiver local`).
         self.default_script = default_script
+        # The CDN's bandwidth per download (None: as fast as loopback goes).
+        self.media_bytes_per_second = media_bytes_per_second
         self.tasks: dict[str, EmulatedTask] = {}
         self.feed_faults: dict[str, deque[Fault]] = defaultdict(deque)
         self.media_faults: dict[str, deque[Fault]] = defaultdict(deque)
@@ -251,6 +254,9 @@ def media_sha256(path: str, size: int) -> str:
 class _FeedHandler(BaseHTTPRequestHandler):
     emulator: FeedEmulator  # set on the subclass each server makes
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes: with Nagle's algorithm on, the body waits for
+    # the client's delayed ACK, 40 ms per request on Linux, which no real server adds.
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:
         return  # quiet: tests and the demo print what matters
@@ -307,6 +313,8 @@ class _FeedHandler(BaseHTTPRequestHandler):
         self.end_headers()
         limit = size if how.truncate_at is None else how.truncate_at
         sent = 0
+        started = time.monotonic()
+        bandwidth = self.emulator.media_bytes_per_second
         for chunk in media_bytes(self.path, size):
             for start in range(0, len(chunk), _PIECE):
                 piece = chunk[start : start + _PIECE][: max(0, limit - sent)]
@@ -314,6 +322,8 @@ class _FeedHandler(BaseHTTPRequestHandler):
                     time.sleep(how.drip_seconds)
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece) if how.chunked else piece)
                 sent += len(piece)
+                if bandwidth and (ahead := sent / bandwidth - (time.monotonic() - started)) > 0:
+                    time.sleep(ahead)
                 if sent >= limit:
                     break
             if sent >= limit:

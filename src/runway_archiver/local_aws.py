@@ -266,6 +266,12 @@ class MotoServer:
         with urllib.request.urlopen(request, timeout=10):  # noqa: S310 - loopback
             pass
 
+    def busy(self) -> tuple[float, int]:
+        """Seconds spent serving requests so far (one at a time), and how many were served."""
+        with urllib.request.urlopen(f"{self.endpoint}/_serialized/busy", timeout=10) as answer:  # noqa: S310
+            figures = json.loads(answer.read())
+        return float(figures["busy_seconds"]), int(figures["requests"])
+
     def environment(self) -> dict[str, str]:
         """What boto3 needs to talk to this server instead of AWS."""
         return {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": self.endpoint}

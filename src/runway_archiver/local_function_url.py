@@ -100,6 +100,7 @@ def function_url_event(
 def _request_handler_for(url: LocalFunctionUrl) -> type[BaseHTTPRequestHandler]:
     class FunctionUrlRequest(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # see emulator._FeedHandler
 
         def log_message(self, format: str, *args: Any) -> None:
             return

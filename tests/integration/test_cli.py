@@ -220,7 +220,7 @@ def test_local_keeps_an_embedded_archive_up_for_the_other_commands() -> None:
     from runway_archiver.local_aws import free_port
 
     port, feed_port = free_port(), free_port()
-    server = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+    server = subprocess.Popen(
         [sys.executable, "-m", "runway_archiver.cli", "local", "--port", str(port), "--feed-port", str(feed_port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -244,7 +244,7 @@ def test_local_keeps_an_embedded_archive_up_for_the_other_commands() -> None:
         }
 
         def cli(*args: str) -> str:
-            done = subprocess.run(  # noqa: S603
+            done = subprocess.run(
                 [sys.executable, "-m", "runway_archiver.cli", *args],
                 capture_output=True,
                 text=True,

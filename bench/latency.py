@@ -1,0 +1,105 @@
+"""Target 6, latency to archive: from the provider's success to the event on SNS, polling path.
+
+A task in its fast-poll phase is polled by every scheduled run. The provider finishes just after
+a run; the next run (one schedule interval later) polls, copies, records and publishes. The worst
+case is therefore the interval plus that run's duration; its floor is the interval plus the copy
+alone (measured here too, with the same media and the same CDN bandwidth).
+
+    python -m bench.latency [--mib 64] [--cdn-mib-per-second 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from archiver.config import Settings
+from archiver.poller import poll_delay
+
+from .harness import QUIET, Figure, local_archive, stopwatch
+
+INTERVAL_SECONDS = 60  # the template's default schedule: rate(1 minute)
+MiB = 1024 * 1024
+
+
+def backoff_schedule(settings: Settings) -> list[int]:
+    """Seconds between polls for the polls a task gets until the interval stops growing."""
+    intervals: list[int] = []
+    polls = 0
+    while not intervals or intervals[-1] < settings.max_poll_interval_seconds:
+        intervals.append(max(INTERVAL_SECONDS, poll_delay(polls + 1, settings)))
+        polls += 1
+    return intervals
+
+
+def measure(mib: int = 64, cdn_mib_per_second: float = 200.0) -> tuple[Figure, dict[str, Any]]:
+    with local_archive(latency=0.1, media_bytes_per_second=cdn_mib_per_second * MiB) as archive:
+        sqs = archive.session.client("sqs")
+        events = sqs.create_queue(QueueName="bench-latency-events")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=events, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        archive.session.client("sns").subscribe(
+            TopicArn=archive.stack.topic_arn, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"}
+        )
+        archive.feed.add_task("latency", "1 3", video_size=mib * MiB, poster=False, last_frame=False)
+        archive.register(["latency"])
+        first = datetime.now(UTC).replace(second=0, microsecond=0)
+        archive.run_poller(first)  # running: the provider finishes right after this run
+        with stopwatch() as run:
+            summary = archive.run_poller(first + timedelta(seconds=INTERVAL_SECONDS))
+            _wait_for_event(sqs, events)
+        if summary["archived"] != 1:
+            raise RuntimeError(f"the second run did not archive the task: {summary}")
+        # The floor: the same copy alone, as the deployed function wires it.
+        from runway_archiver.local_aws import patched_environ
+
+        with patched_environ({**archive.stack.function_environment, **QUIET}):
+            from archiver.wiring import build_poller
+
+            media = build_poller(os.environ).media
+            with stopwatch() as copy:
+                media.copy("latency-floor", "video", archive.feed.media_url("latency", "video.mp4"))
+            settings = Settings.from_environ(os.environ)
+    worst = INTERVAL_SECONDS + run[0]
+    floor = INTERVAL_SECONDS + copy[0]
+    schedule = backoff_schedule(settings)
+    figure = Figure(
+        "6. latency to archive (fast phase)",
+        f"<= {worst:.2f} s: interval {INTERVAL_SECONDS} s + run {run[0]:.2f} s ({mib} MiB)",
+        f"<= interval + copy {floor:.2f} s",
+        worst / floor,
+        1.05,
+    )
+    return figure, {
+        "run_seconds": run[0],
+        "copy_seconds": copy[0],
+        "poll_intervals_seconds": schedule,
+        "worst_after_fast_phase_seconds": settings.max_poll_interval_seconds + run[0],
+    }
+
+
+def _wait_for_event(sqs: Any, queue_url: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for message in sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=1).get("Messages", []):
+            if json.loads(message["Body"])["subject"] == "latency":
+                return
+    raise TimeoutError("no event on the topic")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mib", type=int, default=64)
+    parser.add_argument("--cdn-mib-per-second", type=float, default=200.0)
+    args = parser.parse_args(argv)
+    figure, details = measure(args.mib, args.cdn_mib_per_second)
+    print(figure.line())
+    print(f"   {details}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

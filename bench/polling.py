@@ -1,0 +1,76 @@
+"""Target 1, polling concurrency: one run over N due tasks still running at the provider.
+
+The ideal is ceil(N / pool) x feed latency: every claim, poll and item update overlapping. The run
+keeps every task itself (FANOUT_THRESHOLD above N), so this is one invocation's own speed. A second
+run with an instant feed measures what the emulated AWS alone costs: moto_server serves one request
+at a time, about 11 ms per conditional UpdateItem here, and a task takes two (claim, reschedule).
+
+    python -m bench.polling [--tasks 500] [--latency 0.1] [--pool 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+from .harness import Figure, local_archive, stopwatch
+
+
+def one_run(tasks: int, latency: float, pool: int) -> tuple[float, float]:
+    """Wall time of one run over `tasks` due tasks, each still running at the provider; and of the
+    next run, which finds nothing due (what every idle minute costs)."""
+    with local_archive(latency) as archive:
+        task_ids = [f"poll-{n:05d}" for n in range(tasks)]
+        for task_id in task_ids:
+            archive.feed.add_task(task_id, "1")
+        archive.register(task_ids)
+        env = {"POLL_CONCURRENCY": str(pool), "FANOUT_THRESHOLD": str(tasks + 1)}
+        with stopwatch() as elapsed:
+            summary = archive.run_poller(env=env)
+        with stopwatch() as idle:
+            nothing = archive.run_poller(env=env)
+    if summary["polled"] != tasks or summary["still_pending"] != tasks or nothing["due"]:
+        raise RuntimeError(f"the run did not poll every task once: {summary}, then {nothing}")
+    return elapsed[0], idle[0]
+
+
+def measure(tasks: int = 500, latency: float = 0.1, pool: int = 16) -> tuple[list[Figure], dict[str, float]]:
+    wall, idle = one_run(tasks, latency, pool)
+    # The same run with an instant feed: what the emulated AWS alone costs (2 conditional writes
+    # per task, served one at a time by moto_server). No pool size can go below it.
+    floor, _ = one_run(tasks, 0.0, pool)
+    ideal = math.ceil(tasks / pool) * latency
+    figures = [
+        Figure(
+            "1. polling concurrency",
+            f"{tasks} tasks in {wall:.2f} s, pool {pool}, {tasks / wall:.0f} polls/s",
+            f"<= 1.6 x ideal {ideal:.2f} s",
+            wall / ideal,
+            1.6,
+        ),
+        Figure(
+            "1. ... against the emulation floor",
+            f"same run, instant feed: {floor:.2f} s ({floor / (2 * tasks) * 1000:.1f} ms/write)",
+            f"<= 1.6 x max(ideal, floor) {max(ideal, floor):.2f} s",
+            wall / max(ideal, floor),
+            1.6,
+        ),
+    ]
+    details = {"run_seconds": wall, "floor_seconds": floor, "idle_run_seconds": idle, "tasks": tasks, "pool": pool}
+    return figures, details
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=500)
+    parser.add_argument("--latency", type=float, default=0.1)
+    parser.add_argument("--pool", type=int, default=16)
+    args = parser.parse_args(argv)
+    figures, _ = measure(args.tasks, args.latency, args.pool)
+    for figure in figures:
+        print(figure.line())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,137 @@
+"""Scale-out: 5,000 due tasks drained from the work queue by 1, 2 and 4 worker instances.
+
+Each worker instance is a process of its own running the deployed worker's code, fed from the
+SQS work queue as its event source would (batches of 10, partial batch failures), against
+moto_server and the feed emulator. For each worker count a fresh stack gets the tasks (still
+running at the provider: one poll and one reschedule each) and one work request per task, then
+the workers are started together and timed until the queue is empty.
+
+moto_server serves one request at a time (about 11 ms per conditional write here, two per task):
+a serial section that real DynamoDB and SQS do not have, and which bounds every worker count
+alike. The report shows that floor next to the figures.
+
+    python -m bench.scale_out [--tasks 5000] [--latency 0.1] [--workers 1 2 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from .harness import QUIET, Figure, local_archive, stopwatch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def worker_process(queue_url: str) -> None:
+    """One worker instance: drain until a receive comes back empty, print what it did."""
+    import boto3
+
+    from archiver import worker
+    from runway_archiver.local_aws import LocalLambdaContext
+    from runway_archiver.local_queue import drain
+
+    drained = drain(
+        boto3.client("sqs"), queue_url, worker.lambda_handler, lambda: LocalLambdaContext("runway-archiver-worker")
+    )
+    print(json.dumps(asdict(drained)))
+
+
+def drain_with(workers: int, tasks: int, latency: float) -> dict[str, Any]:
+    from archiver.workqueue import WorkQueue, WorkRequest
+
+    with local_archive(latency) as archive:
+        task_ids = [f"scale-{n:05d}" for n in range(tasks)]
+        for task_id in task_ids:
+            archive.feed.add_task(task_id, "1")
+        archive.register(task_ids)
+        queue_url = archive.stack.outputs["WorkQueueUrl"]
+        refused = WorkQueue(archive.session.client("sqs"), queue_url).send([WorkRequest(t) for t in task_ids])
+        if refused:
+            raise RuntimeError(f"{len(refused)} work requests were refused")
+        env = {
+            **os.environ,
+            **archive.stack.environments["WorkerFunction"],
+            **QUIET,
+            "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "functions"), str(ROOT / "src")]),
+        }
+        command = [sys.executable, "-m", "bench.scale_out", "--worker-of", queue_url]
+        busy_before, _ = archive.moto.busy()
+        with stopwatch() as elapsed:
+            processes = [
+                subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)  # noqa: S603 - ours
+                for _ in range(workers)
+            ]
+            outputs = [process.communicate()[0] for process in processes]
+        emulator_busy = archive.moto.busy()[0] - busy_before
+        drained = [json.loads(output.strip().splitlines()[-1]) for output in outputs]
+        polled = sum(archive.feed.polls(task_id) for task_id in task_ids)
+    records = sum(d["records"] for d in drained)
+    if polled != tasks or records < tasks:
+        raise RuntimeError(f"{workers} workers polled {polled} of {tasks} tasks ({records} records)")
+    return {
+        "workers": workers,
+        "seconds": round(elapsed[0], 2),
+        "emulated_aws_busy_seconds": round(emulator_busy, 2),
+        "records": records,
+        "returned": sum(d["returned"] for d in drained),
+    }
+
+
+def measure(
+    tasks: int = 5000, latency: float = 0.1, counts: tuple[int, ...] = (1, 2, 4)
+) -> tuple[list[Figure], list[dict[str, Any]]]:
+    runs = [drain_with(workers, tasks, latency) for workers in counts]
+    one, most = runs[0], runs[-1]
+    speedup = one["seconds"] / most["seconds"]
+    timings = ", ".join(f"{r['workers']}: {r['seconds']:.1f} s" for r in runs)
+    # However many workers, the emulated AWS serves their requests one at a time: the run cannot
+    # be shorter than its busy time, so one worker's time over it bounds any speed-up.
+    bound = one["seconds"] / max(r["emulated_aws_busy_seconds"] for r in runs)
+    figures = [
+        Figure(
+            f"scale-out, {most['workers']} vs {one['workers']} worker",
+            f"{tasks} tasks, {latency * 1000:.0f} ms feed; {timings}",
+            f">= 3 x one worker ({most['workers']} workers)",
+            speedup,
+            3.0,
+            higher_is_better=True,
+        ),
+        Figure(
+            "scale-out, bound by emulated AWS",
+            f"moto_server busy {most['emulated_aws_busy_seconds']:.0f} s of {most['seconds']:.0f} s",
+            f"speed-up possible here: {bound:.2f}",
+            speedup / bound,
+            0.8,
+            higher_is_better=True,
+        ),
+    ]
+    return figures, runs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=5000)
+    parser.add_argument("--latency", type=float, default=0.1)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--worker-of", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker_of:
+        worker_process(args.worker_of)
+        return 0
+    figures, runs = measure(args.tasks, args.latency, tuple(args.workers))
+    for figure in figures:
+        print(figure.line())
+    for run in runs:
+        print(f"   {run}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
