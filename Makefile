@@ -73,7 +73,12 @@ validate: $(STAMP) $(SAM) $(CHECKOV)  ## cfn-lint, sam validate --lint and check
 	$(TOOL_ENV) $(CHECKOV) --file template.yaml --framework cloudformation --quiet --compact
 
 build: $(STAMP) $(SAM)  ## sam build (python3.13, arm64), drop what the runtime provides, check the package
-	$(BUILD_ENV) $(SAM) build
+	@if [ -z "$(PACKAGE_WITHOUT_SAM)" ] && $(BUILD_ENV) sh -c 'command -v python3.13' >/dev/null 2>&1; then \
+		echo "$(BUILD_ENV) $(SAM) build"; $(BUILD_ENV) $(SAM) build; \
+	else \
+		echo "no python3.13 for sam build: packaging with scripts/package_lambda.py (same layout)"; \
+		$(BIN)/python scripts/package_lambda.py .aws-sam/build; \
+	fi
 	$(BIN)/python scripts/check_package.py --prune .aws-sam/build
 
 format: $(STAMP)  ## apply ruff's fixes and formatting

@@ -19,8 +19,9 @@ from pathlib import Path
 
 # Provided by the Lambda Python runtime (boto3 and what it depends on).
 RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "python_dateutil", "six")
-# Never in a Lambda package: the tests, the local-run tools and their emulators.
-FORBIDDEN = ("tests", "runway_archiver", "moto", "bench", "pytest", "_pytest", *RUNTIME_PROVIDED)
+# Never in a Lambda package: the tests, the local-run tools and their emulators, installers' leftovers.
+LOCAL_ONLY = ("tests", "runway_archiver", "moto", "bench", "scripts", "pytest", "_pytest", "bin", ".lock")
+FORBIDDEN = (*LOCAL_ONLY, *RUNTIME_PROVIDED)
 
 
 def top_level_name(entry: Path) -> str:
