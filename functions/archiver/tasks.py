@@ -310,6 +310,6 @@ def from_dynamo(value: Any) -> Any:
         return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, dict):
         return {k: from_dynamo(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
+    if isinstance(value, list | tuple | set):  # a set: a DynamoDB string or number set
         return [from_dynamo(v) for v in value]
     return value

@@ -239,13 +239,13 @@ def _run(args: argparse.Namespace, out: Output) -> int:
     archive, session = _archive(args)
     scheduled_time = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     emulated = bool(os.environ.get("AWS_ENDPOINT_URL"))
-    timeout = archive.function_timeout(archive.resources.poller_function)
+    poller = archive.function_configuration(archive.resources.poller_function)
     show_progress = not args.no_progress and sys.stderr.isatty()
-    with _progress(timeout, show_progress):
+    with _progress(poller.timeout_seconds, show_progress):
         if emulated:
             from .local_run import run_in_process
 
-            summary = run_in_process(archive, session, scheduled_time)
+            summary = run_in_process(archive, session, scheduled_time, poller)
         else:
             summary = archive.invoke_poller(scheduled_time)
     where = "in-process against the emulated AWS" if emulated else f"as {archive.resources.poller_function}"

@@ -21,7 +21,7 @@ from .local_queue import drain
 if TYPE_CHECKING:
     import boto3
 
-    from .operator import Archive
+    from .operator import Archive, FunctionConfiguration
 
 QUIET = {"POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_METRICS_DISABLED": "true"}
 LOCAL_STACK = "runway-archiver-local"
@@ -30,13 +30,14 @@ LOCAL_API_KEY = "local-key-0123456789"
 LOCAL_SCRIPT = "0 1 1 3"
 
 
-def run_in_process(archive: Archive, session: boto3.session.Session, scheduled_time: str) -> dict[str, Any]:
-    """One poller run and one drain of the work queue, in this process, as deployed."""
+def run_in_process(
+    archive: Archive, session: boto3.session.Session, scheduled_time: str, poller: FunctionConfiguration
+) -> dict[str, Any]:
+    """One poller run (configured as `poller`) and one drain of the work queue, in this process, as deployed."""
     resources = archive.resources
-    environment = archive.function_environment(resources.poller_function)
     log_level = {"POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING")}
-    timeout = archive.function_timeout(resources.poller_function)
-    with patched_environ({**environment, **QUIET, **log_level}):
+    timeout = poller.timeout_seconds
+    with patched_environ({**poller.environment, **QUIET, **log_level}):
         from archiver import handler
 
         handler.logger.registered_handler.stream = sys.stderr  # type: ignore[attr-defined] # stdout is the CLI's
@@ -44,16 +45,16 @@ def run_in_process(archive: Archive, session: boto3.session.Session, scheduled_t
             {"scheduled_time": scheduled_time}, LocalLambdaContext(resources.poller_function, timeout)
         )
     if resources.worker_function and resources.work_queue_url:
-        worker_environment = archive.function_environment(resources.worker_function)
-        with patched_environ({**worker_environment, **QUIET, **log_level}):
-            from archiver import worker
+        worker = archive.function_configuration(resources.worker_function)
+        with patched_environ({**worker.environment, **QUIET, **log_level}):
+            from archiver import worker as worker_entry
 
-            worker.logger.registered_handler.stream = sys.stderr  # type: ignore[attr-defined]
+            worker_entry.logger.registered_handler.stream = sys.stderr  # type: ignore[attr-defined]
             drained = drain(
                 session.client("sqs"),
                 resources.work_queue_url,
-                worker.lambda_handler,
-                lambda: LocalLambdaContext(str(resources.worker_function), timeout),
+                worker_entry.lambda_handler,
+                lambda: LocalLambdaContext(str(resources.worker_function), worker.timeout_seconds),
             )
         summary["worker_requests"] = drained.records
     return summary

@@ -11,7 +11,7 @@ import json
 import tomllib
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,10 +19,10 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from archiver.events import EventPublisher
-from archiver.tasks import EXPIRED, FAILED, PENDING, STATUS_INDEX, TERMINAL_STATUSES, UNANNOUNCED
+from archiver.tasks import EXPIRED, FAILED, PENDING, STATUS_INDEX, TERMINAL_STATUSES, UNANNOUNCED, from_dynamo
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator, Mapping
+    from collections.abc import Callable, Iterator, Mapping
 
     import boto3
 
@@ -105,15 +105,12 @@ class StackResources:
             raise OperatorError(f"stack {stack_name} is not a runway-archiver stack (no output {missing})") from None
 
 
-def plain(value: Any) -> Any:
-    """A DynamoDB item as JSON-ready values (numbers as int or float)."""
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, list | set | tuple):
-        return [plain(v) for v in value]
-    return value
+@dataclass(frozen=True)
+class FunctionConfiguration:
+    """What a deployed function runs with: its environment and its timeout."""
+
+    environment: dict[str, str]
+    timeout_seconds: int
 
 
 class Archive:
@@ -135,7 +132,7 @@ class Archive:
         item = self.table.get_item(Key={"task_id": task_id}, ConsistentRead=True).get("Item")
         if item is None:
             raise OperatorError(f"no task {task_id} in table {self.table.name}")
-        return plain(item)  # type: ignore[no-any-return]
+        return from_dynamo(item)  # type: ignore[no-any-return]
 
     def tasks(self, status: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
         """Tasks with that status (Query on the status index, then their items) or every task (Scan)."""
@@ -143,7 +140,7 @@ class Archive:
         projection = ", ".join(names)
         if status is None:
             pages = self._pages(self.table.scan, ProjectionExpression=projection, ExpressionAttributeNames=names)
-            rows = [plain(item) for item in _take(pages, limit)]
+            rows = [from_dynamo(item) for item in islice(pages, limit)]
         else:
             keys_pages = self._pages(
                 self.table.query,
@@ -153,7 +150,7 @@ class Archive:
                 ExpressionAttributeValues={":status": status},
                 ProjectionExpression="task_id",
             )
-            keys = [{"task_id": item["task_id"]} for item in _take(keys_pages, limit)]
+            keys = [{"task_id": item["task_id"]} for item in islice(keys_pages, limit)]
             rows = self._batch_get(keys, projection, names)
         return sorted(rows, key=lambda row: str(row["task_id"]))
 
@@ -175,7 +172,7 @@ class Archive:
             }
             while request:
                 answer = dynamodb.batch_get_item(RequestItems=request)
-                rows.extend(plain(item) for item in answer["Responses"].get(self.table.name, []))
+                rows.extend(from_dynamo(item) for item in answer["Responses"].get(self.table.name, []))
                 request = answer.get("UnprocessedKeys") or {}
         return rows
 
@@ -268,22 +265,10 @@ class Archive:
             raise OperatorError(f"the poller answered {payload!r}, not a run summary")
         return payload
 
-    def function_timeout(self, function: str) -> int:
-        timeout: int = self._session.client("lambda").get_function_configuration(FunctionName=function)["Timeout"]
-        return timeout
-
-    def function_environment(self, function: str) -> dict[str, str]:
+    def function_configuration(self, function: str) -> FunctionConfiguration:
         configuration = self._session.client("lambda").get_function_configuration(FunctionName=function)
-        return {k: str(v) for k, v in configuration.get("Environment", {}).get("Variables", {}).items()}
-
-
-def _take(items: Iterable[dict[str, Any]], limit: int | None) -> list[dict[str, Any]]:
-    taken: list[dict[str, Any]] = []
-    for item in items:
-        if limit is not None and len(taken) >= limit:
-            break
-        taken.append(item)
-    return taken
+        variables = configuration.get("Environment", {}).get("Variables", {})
+        return FunctionConfiguration({k: str(v) for k, v in variables.items()}, configuration["Timeout"])
 
 
 def summary_line(summary: Mapping[str, Any]) -> str:
