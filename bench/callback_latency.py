@@ -62,7 +62,7 @@ def measure(tasks: int, latency: float) -> tuple[list[float], float]:
         stack = deploy(
             session,
             api_key=KEY,
-            parameters={"CometApiBaseUrl": feed.base_url, "AllowedPrivateNetworks": "127.0.0.1/32"},
+            parameters=feed.stack_parameters(),
         )
         sqs = session.client("sqs")
         events_queue = _subscribed_queue(session, stack.topic_arn)

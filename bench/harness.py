@@ -68,11 +68,7 @@ def local_archive(
         stack = deploy(
             session,
             api_key=KEY,
-            parameters={
-                "CometApiBaseUrl": feed.base_url,
-                "AllowedPrivateNetworks": "127.0.0.1/32",
-                **(parameters or {}),
-            },
+            parameters={**feed.stack_parameters(), **(parameters or {})},
         )
         yield LocalArchive(moto, feed, session, stack)
 

@@ -55,10 +55,7 @@ def run_demo(*, verbose: bool = True) -> int:
         stack = deploy(
             session,
             api_key=DEMO_KEY,
-            parameters={
-                "CometApiBaseUrl": feed.base_url,
-                "AllowedPrivateNetworks": "127.0.0.1/32",  # the emulated CDN lives on loopback
-            },
+            parameters=feed.stack_parameters(),  # the emulated CDN lives on loopback: allowed
         )
         say(f"deployed template.yaml as stack {stack.stack_name}: table {stack.table_name}, bucket {stack.bucket_name}")
         sqs = session.client("sqs")

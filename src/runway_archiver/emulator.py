@@ -129,6 +129,12 @@ class FeedEmulator:
         host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}"
 
+    def stack_parameters(self) -> dict[str, str]:
+        """The template parameters of a stack that uses this emulator: its feed, and its CDN's host
+        let through the address guard (the CDN lives on the emulator's own, private, address)."""
+        host = self._server.server_address[0]
+        return {"CometApiBaseUrl": self.base_url, "AllowedPrivateNetworks": f"{host!s}/32"}
+
     def start(self) -> FeedEmulator:
         self._thread = threading.Thread(target=self._server.serve_forever, name="feed-emulator", daemon=True)
         self._thread.start()

@@ -75,7 +75,7 @@ def serve_local(port: int, feed_port: int) -> int:
             boto3.session.Session(),
             stack_name=LOCAL_STACK,
             api_key=LOCAL_API_KEY,
-            parameters={"CometApiBaseUrl": feed.base_url, "AllowedPrivateNetworks": "127.0.0.1/32"},
+            parameters=feed.stack_parameters(),
         )
         print(f"emulated AWS at {moto.endpoint}, stack {stack.stack_name} deployed; feed emulator at {feed.base_url}")
         print("every task id the feed is asked about is queued, then running, then succeeds (4 polls).")

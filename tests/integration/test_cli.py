@@ -66,7 +66,7 @@ def cli() -> Iterator[Cli]:
             boto3.session.Session(),
             stack_name=STACK,
             api_key=API_KEY,
-            parameters={"CometApiBaseUrl": feed.base_url, "AllowedPrivateNetworks": "127.0.0.1/32"},
+            parameters=feed.stack_parameters(),
         )
         feed.add_task("cli-done", "3")
         feed.add_task("cli-refused", "2")
