@@ -16,11 +16,9 @@ interval plus the measured duration of that run.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import boto3
 
@@ -28,6 +26,8 @@ from runway_archiver.emulator import FeedEmulator
 from runway_archiver.local_aws import LocalLambdaContext, MotoServer, deploy, patched_environ
 from runway_archiver.local_function_url import LocalFunctionUrl
 from runway_archiver.local_queue import drain
+
+from .harness import subscribed_queue, wait_for_event
 
 SCHEDULE_INTERVAL_SECONDS = 60.0  # template default: rate(1 minute)
 KEY = "bench-key"
@@ -65,7 +65,7 @@ def measure(tasks: int, latency: float) -> tuple[list[float], float]:
             parameters=feed.stack_parameters(),
         )
         sqs = session.client("sqs")
-        events_queue = _subscribed_queue(session, stack.topic_arn)
+        events_queue = subscribed_queue(session, stack.topic_arn, "bench-events")
         token = session.client("secretsmanager").get_secret_value(SecretId=stack.outputs["CallbackTokenSecretArn"])[
             "SecretString"
         ]
@@ -90,7 +90,7 @@ def measure(tasks: int, latency: float) -> tuple[list[float], float]:
                     drain(
                         sqs, stack.outputs["WorkQueueUrl"], worker.lambda_handler, lambda: LocalLambdaContext("worker")
                     )
-                    _wait_for_event(sqs, events_queue, task_id)
+                    wait_for_event(sqs, events_queue, task_id)
                     callback.append(time.perf_counter() - started)
 
             # Polling path: a task that finished since the last run is archived by the next one.
@@ -99,29 +99,9 @@ def measure(tasks: int, latency: float) -> tuple[list[float], float]:
             handler.lambda_handler({}, LocalLambdaContext())
             started = time.perf_counter()
             handler.lambda_handler({"scheduled_time": _minutes_from_now(1)}, LocalLambdaContext())
-            _wait_for_event(sqs, events_queue, "latency-polled")
+            wait_for_event(sqs, events_queue, "latency-polled")
             polled_run = time.perf_counter() - started
     return callback, polled_run
-
-
-def _subscribed_queue(session: boto3.session.Session, topic_arn: str) -> str:
-    sqs = session.client("sqs")
-    url = sqs.create_queue(QueueName="bench-events")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    session.client("sns").subscribe(
-        TopicArn=topic_arn, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"}
-    )
-    return url
-
-
-def _wait_for_event(sqs: Any, queue_url: str, task_id: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for message in sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []):
-            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
-            if json.loads(message["Body"])["subject"] == task_id:
-                return
-    raise TimeoutError(f"no event for {task_id} within {timeout} s")
 
 
 def _minutes_from_now(minutes: int) -> str:

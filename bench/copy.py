@@ -31,7 +31,7 @@ from typing import Any
 
 from runway_archiver.emulator import media_bytes
 
-from .harness import QUIET, Figure, local_archive
+from .harness import Figure, child_environment, local_archive
 
 TASK = "bench-copy"
 MiB = 1024 * 1024
@@ -100,7 +100,7 @@ def measure(mib: int = 1024, cdn_mib_per_second: float = 200.0) -> tuple[list[Fi
         with source.open("wb") as out:
             for chunk in media_bytes(f"/media/{TASK}/video.mp4", size):
                 out.write(chunk)
-        env = {**os.environ, **archive.stack.function_environment, **QUIET, "PYTHONPATH": _python_path()}
+        env = child_environment(archive.stack.function_environment)
         results = {}
         for mode in ("upload_file", "stream", "naive"):
             done = subprocess.run(  # noqa: S603 - our own interpreter and module
@@ -139,11 +139,6 @@ def measure(mib: int = 1024, cdn_mib_per_second: float = 200.0) -> tuple[list[Fi
         ),
     ]
     return figures, results
-
-
-def _python_path() -> str:
-    root = Path(__file__).resolve().parents[1]
-    return os.pathsep.join([str(root), str(root / "functions"), str(root / "src")])
 
 
 def _forget_versions(session: Any, bucket: str) -> None:

@@ -4,11 +4,13 @@ the environment the deploy gave them (as `runway-archiver run` does against the 
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -71,6 +73,37 @@ def local_archive(
             parameters={**feed.stack_parameters(), **(parameters or {})},
         )
         yield LocalArchive(moto, feed, session, stack)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def child_environment(function_environment: Mapping[str, str]) -> dict[str, str]:
+    """The environment of a benchmark's child process that runs a deployed function's code."""
+    python_path = os.pathsep.join([str(ROOT), str(ROOT / "functions"), str(ROOT / "src")])
+    return {**os.environ, **function_environment, **QUIET, "PYTHONPATH": python_path}
+
+
+def subscribed_queue(session: boto3.session.Session, topic_arn: str, name: str) -> str:
+    """An SQS queue subscribed to the completion topic (raw delivery): where events are awaited."""
+    sqs = session.client("sqs")
+    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    session.client("sns").subscribe(
+        TopicArn=topic_arn, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"}
+    )
+    return url
+
+
+def wait_for_event(sqs: Any, queue_url: str, task_id: str, timeout: float = 30.0) -> None:
+    """Receive (and delete) events from `queue_url` until the one about `task_id` arrives."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for message in sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []):
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+            if json.loads(message["Body"])["subject"] == task_id:
+                return
+    raise TimeoutError(f"no event for {task_id} within {timeout} s")
 
 
 def iso(moment: datetime) -> str:

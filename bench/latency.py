@@ -11,16 +11,14 @@ alone (measured here too, with the same media and the same CDN bandwidth).
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from archiver.config import Settings
 from archiver.poller import poll_delay
 
-from .harness import QUIET, Figure, local_archive, stopwatch
+from .harness import QUIET, Figure, local_archive, stopwatch, subscribed_queue, wait_for_event
 
 INTERVAL_SECONDS = 60  # the template's default schedule: rate(1 minute)
 MiB = 1024 * 1024
@@ -39,18 +37,14 @@ def backoff_schedule(settings: Settings) -> list[int]:
 def measure(mib: int = 64, cdn_mib_per_second: float = 200.0) -> tuple[Figure, dict[str, Any]]:
     with local_archive(latency=0.1, media_bytes_per_second=cdn_mib_per_second * MiB) as archive:
         sqs = archive.session.client("sqs")
-        events = sqs.create_queue(QueueName="bench-latency-events")["QueueUrl"]
-        arn = sqs.get_queue_attributes(QueueUrl=events, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        archive.session.client("sns").subscribe(
-            TopicArn=archive.stack.topic_arn, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"}
-        )
+        events = subscribed_queue(archive.session, archive.stack.topic_arn, "bench-latency-events")
         archive.feed.add_task("latency", "1 3", video_size=mib * MiB, poster=False, last_frame=False)
         archive.register(["latency"])
         first = datetime.now(UTC).replace(second=0, microsecond=0)
         archive.run_poller(first)  # running: the provider finishes right after this run
         with stopwatch() as run:
             summary = archive.run_poller(first + timedelta(seconds=INTERVAL_SECONDS))
-            _wait_for_event(sqs, events)
+            wait_for_event(sqs, events, "latency", timeout=60.0)
         if summary["archived"] != 1:
             raise RuntimeError(f"the second run did not archive the task: {summary}")
         # The floor: the same copy alone, as the deployed function wires it.
@@ -79,15 +73,6 @@ def measure(mib: int = 64, cdn_mib_per_second: float = 200.0) -> tuple[Figure, d
         "poll_intervals_seconds": schedule,
         "worst_after_fast_phase_seconds": settings.max_poll_interval_seconds + run[0],
     }
-
-
-def _wait_for_event(sqs: Any, queue_url: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for message in sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=1).get("Messages", []):
-            if json.loads(message["Body"])["subject"] == "latency":
-                return
-    raise TimeoutError("no event on the topic")
 
 
 def main(argv: list[str] | None = None) -> int:

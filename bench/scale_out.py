@@ -17,16 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
-from .harness import QUIET, Figure, local_archive, stopwatch
-
-ROOT = Path(__file__).resolve().parents[1]
+from .harness import Figure, child_environment, local_archive, stopwatch
 
 
 def worker_process(queue_url: str) -> None:
@@ -55,12 +51,7 @@ def drain_with(workers: int, tasks: int, latency: float) -> dict[str, Any]:
         refused = WorkQueue(archive.session.client("sqs"), queue_url).send([WorkRequest(t) for t in task_ids])
         if refused:
             raise RuntimeError(f"{len(refused)} work requests were refused")
-        env = {
-            **os.environ,
-            **archive.stack.environments["WorkerFunction"],
-            **QUIET,
-            "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "functions"), str(ROOT / "src")]),
-        }
+        env = child_environment(archive.stack.environments["WorkerFunction"])
         command = [sys.executable, "-m", "bench.scale_out", "--worker-of", queue_url]
         busy_before, _ = archive.moto.busy()
         with stopwatch() as elapsed:
