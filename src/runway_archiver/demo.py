@@ -5,15 +5,18 @@ emulator plays CometAPI and its CDN; a few tasks are registered; the poller is i
 the schedule would invoke it, one scheduled minute at a time, until every task has ended (the
 worker consumes the work queue after each run, as its SQS trigger would; one task finishes early
 and the emulated provider calls back through a local function URL to the intake); then the
-report: per task its outcome and S3 objects, and the events an SQS queue subscribed to the
-completion topic received.
+report: per task its outcome and S3 objects, the events an SQS queue subscribed to the
+completion topic received, and `runway-archiver status` of the archive. The functions' own log
+lines go to a file the demo names (and to the emulated CloudWatch Logs, as on AWS), not stdout.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import tempfile
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -22,6 +25,8 @@ from .emulator import FeedEmulator
 from .local_aws import LocalLambdaContext, MotoServer, deploy, patched_environ
 from .local_function_url import LocalFunctionUrl
 from .local_queue import drain
+from .local_run import FunctionOutput
+from .operator import Archive, StackResources, summary_line
 from .register import register_tasks
 
 if TYPE_CHECKING:
@@ -38,6 +43,7 @@ DEMO_TASKS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 CALLBACK_TASK = "demo-callback-bird"
 MAX_RUNS = 15
+LOG_FILE = Path(tempfile.gettempdir()) / "runway-archiver-demo.log"
 
 
 def run_demo(*, verbose: bool = True) -> int:
@@ -65,9 +71,10 @@ def run_demo(*, verbose: bool = True) -> int:
         say(f"registered {len(registered.registered)} tasks: {', '.join(registered.registered)}")
 
         quiet = {
-            "POWERTOOLS_LOG_LEVEL": os.environ.get("DEMO_LOG_LEVEL", "WARNING"),
+            "POWERTOOLS_LOG_LEVEL": os.environ.get("DEMO_LOG_LEVEL", "INFO"),
             "POWERTOOLS_METRICS_DISABLED": "true",
         }
+        logs = {name: FunctionOutput() for name in ("PollerFunction", "WorkerFunction", "IntakeFunction")}
         every_function = {k: v for environment in stack.environments.values() for k, v in environment.items()}
         token = session.client("secretsmanager").get_secret_value(SecretId=stack.outputs["CallbackTokenSecretArn"])
         with patched_environ({**every_function, **quiet}):
@@ -79,32 +86,56 @@ def run_demo(*, verbose: bool = True) -> int:
             for run in range(MAX_RUNS):
                 scheduled = start + timedelta(minutes=run)
                 event = {"scheduled_time": scheduled.isoformat().replace("+00:00", "Z")}
-                summary = handler.lambda_handler(event, LocalLambdaContext())
-                say(
-                    f"run {run + 1} at {event['scheduled_time']}: "
-                    + ", ".join(
-                        f"{k}={summary[k]}"
-                        for k in ("due", "polled", "still_pending", "archived", "failed", "expired", "announced")
-                        if summary[k]
-                    )
-                )
+                with logs["PollerFunction"].capture(handler):
+                    summary = handler.lambda_handler(event, LocalLambdaContext())
+                say(f"run {run + 1} at {event['scheduled_time']}: {summary_line(summary)}")
                 if run == 0:
-                    with intake:
+                    with intake, logs["IntakeFunction"].capture(webhook):
                         status, _ = feed.call_back(CALLBACK_TASK, f"{intake.url}?token={token['SecretString']}")
                     say(f"  the provider called back for {CALLBACK_TASK}: intake answered HTTP {status}")
-                worked = drain(
-                    sqs,
-                    stack.outputs["WorkQueueUrl"],
-                    worker.lambda_handler,
-                    lambda: LocalLambdaContext("runway-archiver-worker"),
-                )
+                with logs["WorkerFunction"].capture(worker):
+                    worked = drain(
+                        sqs,
+                        stack.outputs["WorkQueueUrl"],
+                        worker.lambda_handler,
+                        lambda: LocalLambdaContext("runway-archiver-worker"),
+                    )
                 if worked.records:
                     say(f"  worker: {worked.records} work request(s) in {worked.batches} batch(es)")
                 if summary["due"] == 0 and _all_ended(session, stack.table_name):
                     break
 
+        physical = _function_names(session, stack.stack_name)
+        for logical_id, output in logs.items():
+            output.deliver(session, f"/aws/lambda/{physical[logical_id]}", "demo")
+        LOG_FILE.write_text("".join(f"{line}\n" for output in logs.values() for line in output.lines()))
         ok = _report(session, stack.table_name, stack.bucket_name, sqs, queue_url)
+        _status(session, stack.stack_name)
+    print(
+        f"\nThe functions' log lines are in {LOG_FILE}. Next: `make local` keeps such an archive up, and "
+        "`.venv/bin/runway-archiver track|run|list|show|status` works against it (README, Operator CLI)."
+    )
     return 0 if ok else 1
+
+
+def _function_names(session: boto3.session.Session, stack_name: str) -> dict[str, str]:
+    summaries = session.client("cloudformation").list_stack_resources(StackName=stack_name)["StackResourceSummaries"]
+    return {
+        str(r["LogicalResourceId"]): str(r.get("PhysicalResourceId"))
+        for r in summaries
+        if r["ResourceType"] == "AWS::Lambda::Function"
+    }
+
+
+def _status(session: boto3.session.Session, stack_name: str) -> None:
+    """`runway-archiver status` of the demo's archive, as a user would run it next."""
+    from .status import archive_status
+
+    resources = StackResources.find(session, stack_name)
+    now = datetime.now(UTC)
+    print(f"\n$ runway-archiver status --stack {stack_name}")
+    for line in archive_status(Archive(session, resources.table_name, resources), session, now).lines(now):
+        print(line)
 
 
 def _subscribe_queue(session: boto3.session.Session, topic_arn: str) -> str:
