@@ -125,7 +125,7 @@ def deploy(
     *,
     stack_name: str = "runway-archiver-local",
     parameters: Mapping[str, str] | None = None,
-    api_key: str = "local-demo-key",
+    api_key: str | None = "local-demo-key",
 ) -> DeployedStack:
     """Deploy template.yaml into the AWS that `session` talks to (moto), return what it made."""
     parameters = dict(parameters or {})
@@ -161,11 +161,13 @@ def deploy(
         if "Condition" not in resource and not physical.get(logical_id)
     }
 
-    # moto does not create AWS::SecretsManager::Secret: make them, with values, as an operator would.
+    # moto does not create AWS::SecretsManager::Secret: make them, with values, as an operator would
+    # (api_key=None: the key secret without a value, as a fresh deploy on AWS leaves it).
     secret_values = {"ApiKeySecret": api_key}
     secret_arns = {
         logical_id: session.client("secretsmanager").create_secret(
-            Name=f"{stack_name}-{logical_id}", SecretString=secret_values.get(logical_id, secrets.token_urlsafe(36))
+            Name=f"{stack_name}-{logical_id}",
+            **_secret_string(secret_values.get(logical_id, secrets.token_urlsafe(36))),
         )["ARN"]
         for logical_id, resource in cloud["Resources"].items()
         if resource["Type"] == "AWS::SecretsManager::Secret"
@@ -200,6 +202,10 @@ def deploy(
             if output.get("Value") == {"Fn::GetAtt": [url_id, "FunctionUrl"]}:
                 outputs[name] = created["FunctionUrl"]
     return DeployedStack(stack_name, outputs, environments["PollerFunction"], environments, not_created)
+
+
+def _secret_string(value: str | None) -> dict[str, Any]:
+    return {} if value is None else {"SecretString": value}
 
 
 def _ref(value: Any) -> str | None:

@@ -131,6 +131,8 @@ def archive_status(archive: Archive, session: boto3.session.Session, now: dateti
                 f"the {name} dead-letter queue holds {depth} message(s): read one to find the cause, fix it, "
                 "purge the queue (README, Operations)"
             )
+    if api_key.startswith("missing"):
+        attention.append(f"the API key secret {key_secret} does not exist: the poller cannot read a key")
     if api_key == "empty":
         attention.append(
             "the API key secret holds no value: nothing is archived until you put the key "
@@ -276,7 +278,8 @@ def _api_key_state(session: boto3.session.Session, secret_arn: str | None) -> st
     except ClientError as exc:
         error = exc.response.get("Error", {})
         if error.get("Code") == "ResourceNotFoundException":
-            return "empty"  # a secret created without a value has no AWSCURRENT version
+            # A secret created without a value (a fresh deploy) has no AWSCURRENT version.
+            return "empty" if "secret value" in str(error.get("Message")) else "missing: the secret does not exist"
         return f"could not be read by you ({error.get('Code')}); the poller may still read it"
     return "holds a value" if value.strip() else "empty"
 
