@@ -106,7 +106,7 @@ def test_status_names_a_stuck_task_and_exits_1(cli: Cli) -> None:
     table = boto3.resource("dynamodb", endpoint_url=cli.moto.endpoint, region_name="us-east-1").Table(
         cli.stack.table_name
     )
-    first_seen = int(table.get_item(Key={"task_id": "st-slow"})["Item"]["first_seen_at"])
+    first_seen = int(str(table.get_item(Key={"task_id": "st-slow"})["Item"]["first_seen_at"]))
     table.update_item(
         Key={"task_id": "st-slow"},
         UpdateExpression="SET first_seen_at = :t",
