@@ -14,7 +14,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from runway_archiver.local_aws import FAKE_CREDENTIALS, REPO_ROOT, DeployedStack, load_template, transform
+from runway_archiver.local_aws import FAKE_CREDENTIALS, REPO_ROOT, DeployedStack, deploy, load_template, transform
 
 TEMPLATE = load_template()
 RESOURCES: dict[str, dict[str, Any]] = TEMPLATE["Resources"]
@@ -416,6 +416,16 @@ def test_the_local_deploy_says_what_moto_left_out(stack: DeployedStack) -> None:
     # What the archiver's path needs, moto did create (and the integration tests run against it).
     for needed in ("TasksTable", "ArchiveBucket", "CompletionTopic", "PollerFunction", "WorkQueue"):
         assert needed not in stack.not_created
+
+
+def test_the_local_deploy_reports_what_moto_left_out_without_a_warning_per_deploy() -> None:
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught, mock_aws():
+        warnings.simplefilter("always")
+        deployed = deploy(boto3.session.Session(), parameters={"CometApiBaseUrl": "http://127.0.0.1:9"})
+    assert deployed.not_created  # said here, once, as data
+    assert [str(w.message) for w in caught if "moto" in w.filename] == []
 
 
 def test_the_readme_lists_what_the_local_deploy_leaves_out() -> None:

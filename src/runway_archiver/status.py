@@ -218,13 +218,21 @@ def _last_run(session: boto3.session.Session, log_group: str, now: datetime) -> 
             raise
         # The latest first; of lines logged in the same millisecond, the one delivered last.
         for _, event in sorted(enumerate(events), key=lambda pair: (int(pair[1]["timestamp"]), pair[0]), reverse=True):
-            try:
-                line = json.loads(event["message"])
-            except ValueError:
-                continue
+            line = _json_line(event["message"])
             if isinstance(line, dict) and line.get("message") == RUN_FINISHED and isinstance(line.get("summary"), dict):
                 return {"at": _iso(datetime.fromtimestamp(event["timestamp"] / 1000, UTC)), "summary": line["summary"]}
     return None
+
+
+def _json_line(text: str) -> Any:
+    """A log line as JSON; a line Lambda wrapped (LogFormat JSON) is unwrapped once."""
+    try:
+        line = json.loads(text)
+        if isinstance(line, dict) and isinstance(line.get("message"), str) and line["message"].startswith("{"):
+            return json.loads(line["message"])
+    except ValueError:
+        return None
+    return line
 
 
 def _events(logs: Any, log_group: str, start_ms: int) -> list[dict[str, Any]]:
