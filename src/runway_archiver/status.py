@@ -137,7 +137,7 @@ def archive_status(archive: Archive, session: boto3.session.Session, now: dateti
         attention.append(
             "the API key secret holds no value: nothing is archived until you put the key "
             f"(aws secretsmanager put-secret-value --secret-id {key_secret} "
-            '--secret-string "$COMETAPI_KEY")'
+            "--secret-string YOUR_COMETAPI_KEY)"
         )
     if last_run and last_run["summary"].get("configuration_error"):
         attention.append(f"the last run stopped on a configuration error: {last_run['summary']['configuration_error']}")
