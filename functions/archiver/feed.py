@@ -442,7 +442,7 @@ class FeedClient:
             if exc.kind is not FeedErrorKind.UNAUTHORIZED or self._api_key.refreshed(key) == key:
                 raise
             body = self._request(task_id, self._api_key.current())
-        return classify(task_id, task_object(task_id, body), self._provider)
+        return read_answer(task_id, body, self._provider)
 
     def _request(self, task_id: str, api_key: str) -> Mapping[str, Any]:
         headers = {
@@ -507,6 +507,11 @@ def _parse_answer(http_status: int, raw: bytes, provider: Provider) -> Mapping[s
     if not isinstance(body, dict):
         raise FeedError(FeedErrorKind.MALFORMED, "feed answer is not a JSON object", http_status=200)
     return body
+
+
+def read_answer(task_id: str, body: Mapping[str, Any], provider: Provider = Provider.COMETAPI) -> FeedAnswer:
+    """A whole answer body (an envelope of either age, or a bare task) read into a `FeedAnswer`."""
+    return classify(task_id, task_object(task_id, body), provider)
 
 
 def task_object(task_id: str, body: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 
 STATE_WORDS = {"0": "queued", "1": "running", "2": "failed", "3": "succeeded"}
 # A script step (a 2024 code or a word) as each dialect says it.
-STEP_WORDS = {**STATE_WORDS, "throttled": "throttled", "cancelled": "cancelled", "unknown": "unknown"}
+_WORDS = ("queued", "throttled", "running", "succeeded", "failed", "cancelled", "unknown")
+STEP_WORDS = {**STATE_WORDS, **{word: word for word in _WORDS}}
 LEGACY_CODES = {"queued": "0", "throttled": "0", "running": "1", "failed": "2", "cancelled": "2", "succeeded": "3"}
 ENVELOPE_STATUSES = {
     "queued": "QUEUED",
