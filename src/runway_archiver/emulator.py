@@ -158,12 +158,14 @@ class FeedEmulator:
         port: int = 0,
         latency: float = 0.0,
         default_script: str | None = None,
+        default_dialect: str = "feed-2024",
         media_bytes_per_second: float | None = None,
     ) -> None:
         self.api_key = api_key
         self.latency = latency
         # A task id nobody scripted: "not found" (as the real feed), or this script (`runway-archiver local`).
         self.default_script = default_script
+        self.default_dialect = default_dialect
         # The CDN's bandwidth per download (None: as fast as loopback goes).
         self.media_bytes_per_second = media_bytes_per_second
         self.tasks: dict[str, EmulatedTask] = {}
@@ -279,7 +281,9 @@ class FeedEmulator:
                 return queued.popleft()
             task = self.tasks.get(task_id)
             if task is None and self.default_script is not None:
-                task = self.tasks[task_id] = EmulatedTask(task_id=task_id, script=self.default_script.split())
+                task = self.tasks[task_id] = EmulatedTask(
+                    task_id=task_id, script=self.default_script.split(), dialect=self.default_dialect
+                )
             if task is None:
                 return None
             status = task.status_now() if task.polls >= task.not_found_polls else None

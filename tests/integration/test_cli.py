@@ -271,7 +271,15 @@ def test_local_keeps_an_embedded_archive_up_for_the_other_commands() -> None:
 
         assert cli("track", "my-first-task").strip() == "registered my-first-task"
         assert "due=1, polled=1, still_pending=1" in cli("run")
-        assert cli("list", "--status", "PENDING").splitlines()[1].split()[:3] == ["my-first-task", "PENDING", "1"]
+        first = cli("list", "--status", "PENDING").splitlines()[1]
+        assert first.split()[:3] == ["my-first-task", "PENDING", "1"]
+        assert "task-envelope 0%" in first  # the local feed answers as CometAPI does today
+        # the second stack polls the emulated Runway API
+        assert "--stack runway-archiver-local-runway" in "".join(printed)
+        on_runway = ("--stack", "runway-archiver-local-runway")
+        assert cli("track", "owl", *on_runway).strip() == "registered owl"
+        assert "due=1, polled=1, still_pending=1" in cli("run", *on_runway)
+        assert "runway-task" in cli("list", *on_runway).splitlines()[1]
     finally:
         server.terminate()
         assert server.wait(timeout=30) == 0
