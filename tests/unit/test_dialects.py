@@ -156,21 +156,3 @@ def test_an_envelope_answering_for_another_task_is_malformed() -> None:
     assert raised.value.kind is FeedErrorKind.MALFORMED
     with pytest.raises(FeedError):
         read_answer("another-task", body("runway-succeeded.json"), Provider.RUNWAY)
-
-
-REQUIRED = {
-    "TABLE_NAME": "tasks",
-    "BUCKET_NAME": "archive",
-    "TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:done",
-    "API_KEY_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:key",
-}
-
-
-def test_the_provider_is_chosen_by_configuration_and_a_wrong_one_is_named() -> None:
-    from archiver.config import ConfigError, Settings
-
-    assert Settings.from_environ(REQUIRED).feed_base_url == "https://api.cometapi.com"
-    runway = Settings.from_environ({**REQUIRED, "PROVIDER": "runway", "RUNWAY_API_BASE_URL": "http://127.0.0.1:9/"})
-    assert (runway.provider, runway.feed_base_url) == (Provider.RUNWAY, "http://127.0.0.1:9")
-    with pytest.raises(ConfigError, match="PROVIDER='openai' is not one of cometapi, runway"):
-        Settings.from_environ({**REQUIRED, "PROVIDER": "openai"})
