@@ -77,13 +77,19 @@ def allowed_networks() -> str:
 
 
 @pytest.fixture
-def stack(feed: FeedEmulator, allowed_networks: str) -> Iterator[DeployedStack]:
+def provider() -> str:
+    """The stack's Provider parameter; parametrize it as "runway" to poll the emulated Runway API."""
+    return "cometapi"
+
+
+@pytest.fixture
+def stack(feed: FeedEmulator, allowed_networks: str, provider: str) -> Iterator[DeployedStack]:
     """template.yaml deployed into moto, configured for the feed emulator on loopback."""
     with mock_aws():
         yield deploy(
             boto3.session.Session(),
             api_key=API_KEY,
-            parameters={"CometApiBaseUrl": feed.base_url, "AllowedPrivateNetworks": allowed_networks},
+            parameters={**feed.stack_parameters(provider), "AllowedPrivateNetworks": allowed_networks},
         )
 
 

@@ -27,11 +27,17 @@ def test_the_demo_archives_every_task_and_announces_each_once() -> None:
     # Then it succeeds and its report shows every outcome the emulator scripted
     assert result.returncode == 0, result.stdout + result.stderr
     report = result.stdout
-    assert "every task ended: True; exactly one event per task: True" in report
+    # (one report per stack: the CometAPI one and the one polling Runway's API)
+    assert report.count("every task ended: True; exactly one event per task: True") == 2
     assert "demo-quick-cat     ARCHIVED" in report
     assert "demo-moderated     FAILED" in report
     assert "runway.task.failed" in report
-    assert report.count("runway.task.archived") == 4
+    assert report.count("runway.task.archived") == 6
+    # today's task envelope, and Runway's own API as the provider (two outputs: video and video_2)
+    assert "demo-envelope-fox  ARCHIVED  polls=3  answered in task-envelope" in report
+    assert "demo-runway-owl    ARCHIVED  polls=4  answered in runway-task" in report
+    assert "runway/demo-runway-owl/video_2.mp4" in report
+    assert "provider=runway" in report
     # the task that finished early was archived after the provider's callback, not by polling on
     assert "demo-callback-bird ARCHIVED  polls=2" in report
     assert "poster     absent" in report
@@ -45,6 +51,7 @@ def test_the_demo_archives_every_task_and_announces_each_once() -> None:
     assert "OK: nothing needs attention" in report
     assert str(LOG_FILE) in lines[-1]
     assert "`make local`" in lines[-1] and "runway-archiver" in lines[-1]
+    assert result.stderr == ""  # not even a library's goodbye line
 
 
 def test_the_readme_says_how_many_tasks_the_demo_registers() -> None:

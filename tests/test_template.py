@@ -68,6 +68,18 @@ def test_the_contract_resources_and_parameters_are_declared() -> None:
     assert {"AttributeName": "task_id", "AttributeType": "S"} in table["AttributeDefinitions"]
 
 
+def test_the_provider_is_a_choice_and_cometapi_stays_the_default() -> None:
+    parameters = TEMPLATE["Parameters"]
+    assert parameters["Provider"]["Default"] == "cometapi"
+    assert parameters["Provider"]["AllowedValues"] == ["cometapi", "runway"]
+    assert parameters["RunwayApiBaseUrl"]["Default"] == "https://api.dev.runwayml.com"
+    for function in ("PollerFunction", "WorkerFunction"):
+        variables = environment(function)
+        assert variables["PROVIDER"] == {"Ref": "Provider"}
+        assert variables["RUNWAY_API_BASE_URL"] == {"Ref": "RunwayApiBaseUrl"}
+        assert variables["COMETAPI_BASE_URL"] == {"Ref": "CometApiBaseUrl"}
+
+
 def test_the_api_key_is_never_in_the_template() -> None:
     secret = props("ApiKeySecret")
     assert "SecretString" not in secret

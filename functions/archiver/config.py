@@ -6,6 +6,8 @@ import ipaddress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
+from .feed import Provider
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
@@ -29,7 +31,9 @@ class Settings:
     bucket_name: str
     topic_arn: str
     api_key_secret_id: str
+    provider: Provider = Provider.COMETAPI
     api_base_url: str = "https://api.cometapi.com"
+    runway_base_url: str = "https://api.dev.runwayml.com"
     api_version: str = "2024-11-06"
     allowed_private_networks: tuple[IPNetwork, ...] = ()
     key_prefix: str = "runway"
@@ -45,6 +49,8 @@ class Settings:
     max_media_bytes: int = 5 * 1024**3
     media_copy_timeout_seconds: float = 150.0
     persistent_error_grace_seconds: int = 3600
+    # A task id created moments ago may answer `task_not_exist` for a short while (FEED_API.md).
+    new_task_grace_seconds: int = 600
     connect_timeout_seconds: float = 3.05
     read_timeout_seconds: float = 20.0
     # Scale-out: with a work queue, due tasks beyond what one run keeps go to the workers.
@@ -55,6 +61,8 @@ class Settings:
     def __post_init__(self) -> None:
         if not self.api_base_url.startswith(("https://", "http://")):
             raise ConfigError(f"COMETAPI_BASE_URL must be an http(s) URL, got {self.api_base_url!r}")
+        if not self.runway_base_url.startswith(("https://", "http://")):
+            raise ConfigError(f"RUNWAY_API_BASE_URL must be an http(s) URL, got {self.runway_base_url!r}")
         if self.poll_concurrency < 1 or self.archive_concurrency < 1:
             raise ConfigError("POLL_CONCURRENCY and ARCHIVE_CONCURRENCY must be at least 1")
         if not 0 < self.min_poll_interval_seconds <= self.max_poll_interval_seconds:
@@ -65,6 +73,11 @@ class Settings:
             raise ConfigError("FANOUT_THRESHOLD must be at least 0 and DISPATCH_LEASE_SECONDS at least 60")
         if "/" in self.key_prefix.strip("/") or not self.key_prefix.strip("/"):
             raise ConfigError("KEY_PREFIX must be one non-empty path segment")
+
+    @property
+    def feed_base_url(self) -> str:
+        """The base URL of the chosen provider's API."""
+        return self.runway_base_url if self.provider is Provider.RUNWAY else self.api_base_url
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
@@ -85,12 +98,20 @@ class Settings:
             except ValueError as exc:
                 raise ConfigError(f"environment variable {name}={raw!r} is not a number") from exc
 
+        raw_provider = environ.get("PROVIDER", "").strip().lower() or cls.provider.value
+        try:
+            provider = Provider(raw_provider)
+        except ValueError as exc:
+            choices = ", ".join(p.value for p in Provider)
+            raise ConfigError(f"environment variable PROVIDER={raw_provider!r} is not one of {choices}") from exc
         return cls(
             table_name=required("TABLE_NAME"),
             bucket_name=required("BUCKET_NAME"),
             topic_arn=required("TOPIC_ARN"),
             api_key_secret_id=required("API_KEY_SECRET_ARN"),
+            provider=provider,
             api_base_url=environ.get("COMETAPI_BASE_URL", "").strip().rstrip("/") or cls.api_base_url,
+            runway_base_url=environ.get("RUNWAY_API_BASE_URL", "").strip().rstrip("/") or cls.runway_base_url,
             api_version=environ.get("RUNWAY_API_VERSION", "").strip() or cls.api_version,
             allowed_private_networks=_parse_networks(environ.get("ALLOWED_PRIVATE_NETWORKS", "")),
             key_prefix=environ.get("KEY_PREFIX", "").strip().strip("/") or cls.key_prefix,
@@ -108,6 +129,7 @@ class Settings:
             persistent_error_grace_seconds=number(
                 "PERSISTENT_ERROR_GRACE_SECONDS", int, cls.persistent_error_grace_seconds
             ),
+            new_task_grace_seconds=number("NEW_TASK_GRACE_SECONDS", int, cls.new_task_grace_seconds),
             connect_timeout_seconds=number("CONNECT_TIMEOUT_SECONDS", float, cls.connect_timeout_seconds),
             read_timeout_seconds=number("READ_TIMEOUT_SECONDS", float, cls.read_timeout_seconds),
             work_queue_url=environ.get("WORK_QUEUE_URL", "").strip() or None,

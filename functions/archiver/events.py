@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from mypy_boto3_sns import SNSClient
+    from mypy_boto3_sns.type_defs import MessageAttributeValueTypeDef
 
 EVENT_TYPES = {
     "ARCHIVED": "runway.task.archived",
@@ -19,6 +20,19 @@ EVENT_TYPES = {
 # Event ids are derived, not random: the same task and outcome always give the same id,
 # so a consumer can drop a redelivered duplicate.
 _EVENT_ID_NAMESPACE = uuid.UUID("5b0b8e55-7c1f-4f0e-9b51-4d8f1f3c6a21")
+# Always in `assets` (null when absent); a task with several outputs adds `video_2`, `video_3`...
+BASE_ASSET_ROLES = ("video", "poster", "last_frame")
+
+
+def asset_map(assets: Mapping[str, Mapping[str, Any] | None]) -> dict[str, Mapping[str, Any] | None]:
+    """The contract's `assets`: the three base roles always, further outputs only when there are any."""
+    extra = sorted((role for role in assets if role not in BASE_ASSET_ROLES and assets[role]), key=_output_number)
+    return {role: assets.get(role) for role in (*BASE_ASSET_ROLES, *extra)}
+
+
+def _output_number(role: str) -> int:
+    suffix = role.rpartition("_")[2]
+    return int(suffix) if suffix.isdigit() else 0
 
 
 def event_id(task_id: str, status: str) -> str:
@@ -36,6 +50,8 @@ def build_event(
     prompt_en: str | None,
     error: str | None,
     provider: Mapping[str, Any] | None,
+    provider_name: str | None = None,
+    dialect: str | None = None,
 ) -> dict[str, Any]:
     return {
         "specversion": "1.0",
@@ -48,11 +64,14 @@ def build_event(
         "data": {
             "task_id": task_id,
             "status": status,
-            "assets": {role: assets.get(role) for role in ("video", "poster", "last_frame")},
+            "assets": asset_map(assets),
             "prompt": prompt,
             "prompt_en": prompt_en,
             "error": error,
             "provider": provider,
+            # Additive (issue 11): whose API answered, and in which shape.
+            "provider_name": provider_name,
+            "dialect": dialect,
         },
     }
 
@@ -70,12 +89,11 @@ class EventPublisher:
 
     def publish(self, message: str) -> str:
         event = json.loads(message)
-        response = self._sns.publish(
-            TopicArn=self._topic_arn,
-            Message=message,
-            MessageAttributes={
-                "type": {"DataType": "String", "StringValue": event["type"]},
-                "status": {"DataType": "String", "StringValue": event["data"]["status"]},
-            },
-        )
+        attributes: dict[str, MessageAttributeValueTypeDef] = {
+            "type": {"DataType": "String", "StringValue": event["type"]},
+            "status": {"DataType": "String", "StringValue": event["data"]["status"]},
+        }
+        if event["data"].get("provider_name"):  # events recorded before it existed have none
+            attributes["provider"] = {"DataType": "String", "StringValue": event["data"]["provider_name"]}
+        response = self._sns.publish(TopicArn=self._topic_arn, Message=message, MessageAttributes=attributes)
         return response["MessageId"]

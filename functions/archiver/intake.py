@@ -134,8 +134,10 @@ def _task_id(body: bytes) -> str | None:
         return None
     if not isinstance(payload, dict):
         return None
-    # The callback carries the feed's `data` object; tolerate the full envelope too.
-    envelope_data = payload.get("data")
-    data = envelope_data if isinstance(envelope_data, dict) else payload
-    task_id = data.get("task_id")
-    return task_id if isinstance(task_id, str) and task_id else None
+    # The callback carries the task object (the 2024 `data`, or the task envelope's `data`, whose own
+    # `data` is the upstream's task); tolerate the whole 2024 answer `{code, msg, data}` too.
+    for candidate in (payload, payload.get("data")):
+        task_id = candidate.get("task_id") if isinstance(candidate, dict) else None
+        if isinstance(task_id, str) and task_id:
+            return task_id
+    return None

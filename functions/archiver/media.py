@@ -289,6 +289,11 @@ class MediaArchiver:
 
     ROLES: ClassVar[dict[str, str]] = {"video": "video", "poster": "image", "last_frame": "image"}
 
+    @classmethod
+    def kind_of(cls, role: str) -> str:
+        """The media type a role must have: `video_2`, `video_3`... (further outputs) are videos."""
+        return cls.ROLES.get(role) or ("video" if role.startswith("video_") else "image")
+
     def __init__(
         self,
         s3: S3Client,
@@ -346,7 +351,7 @@ class MediaArchiver:
     def _upload(
         self, task_id: str, role: str, url: str, response: urllib3.BaseHTTPResponse, deadline: float | None
     ) -> StoredAsset:
-        content_type = _accepted_content_type(role, self.ROLES[role], response, url)
+        content_type = _accepted_content_type(role, self.kind_of(role), response, url)
         expected = _content_length(response)
         if expected is not None and expected > self._max_bytes:
             raise MediaTooLarge(f"Content-Length {expected} exceeds the limit of {self._max_bytes} bytes")

@@ -16,7 +16,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from . import events
 from .errors import Persistence
-from .feed import FeedAnswer, FeedError, Progress
+from .feed import FeedAnswer, FeedError, FeedErrorKind, Progress
 from .media import MediaError
 from .tasks import ARCHIVED, EXPIRED, FAILED, Claim, LeaseLost, from_dynamo
 from .workqueue import WorkRequest
@@ -36,7 +36,6 @@ logger = Logger(child=True)
 
 # A task id becomes part of S3 keys: one safe path segment, nothing else.
 VALID_TASK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}")
-ASSET_ROLES = ("poster", "last_frame", "video")  # small files first: a broken poster costs no video copy
 RECORD_RESERVE_SECONDS = 15.0  # kept back from a copy's time budget to record and announce its outcome
 
 
@@ -273,26 +272,34 @@ class Run:
             )
             if exc.kind.is_configuration_error:
                 self.stop_reason = self.summary.configuration_error = exc.reason
-            self.setback(claim, None, exc.reason, exc.kind.persistence)
+            self.setback(claim, None, exc.reason, self.persistence_of(exc, claim))
             return
         self.summary.add(polled=1)
         if answer.note:
-            logger.warning("feed answer read with care", extra={"note": answer.note})
+            logger.warning("feed answer read with care", extra={"note": answer.note, "dialect": answer.dialect.value})
         if answer.progress is Progress.FAILED:
-            self.finish(claim, answer, Outcome(FAILED, answer.provider_message or "provider reported failure"))
+            self.finish(claim, answer, Outcome(FAILED, answer.failure))
         elif answer.progress is Progress.SUCCEEDED:
             self.archive(claim, answer)
         else:
             self.keep_pending(claim, answer)
 
+    def persistence_of(self, error: FeedError, claim: Claim) -> Persistence:
+        """`task_not_exist` is what a task created moments ago may answer: wait it out while the task is new."""
+        if error.kind is FeedErrorKind.TASK_NOT_FOUND and (
+            self.now_epoch - claim.first_seen_at < self.settings.new_task_grace_seconds
+        ):
+            return Persistence.TRANSIENT
+        return error.kind.persistence
+
     def archive(self, claim: Claim, answer: FeedAnswer) -> None:
-        urls = {"video": answer.video_url, "poster": answer.poster_url, "last_frame": answer.last_frame_url}
+        urls = media_urls(answer)
         assets: dict[str, StoredAsset | None] = {}
         with self.p.copy_slots:
             # The copy must end in time for its outcome to be recorded before the invocation does.
             budget = min(self.settings.media_copy_timeout_seconds, self.remaining_seconds() - RECORD_RESERVE_SECONDS)
             deadline = time.monotonic() + max(0.0, budget)
-            for role in ASSET_ROLES:
+            for role in urls:
                 url = urls[role]
                 if url is None:
                     assets[role] = None  # absent in the answer: recorded as absent, not an error
@@ -332,7 +339,7 @@ class Run:
     ) -> None:
         waited = self.now_epoch - claim.first_seen_at
         if waited >= self.settings.expire_after_seconds:
-            last = error or (f"last provider status {answer.data.get('status')!r}" if answer else "never answered")
+            last = error or (f"last provider status {answer.provider_status!r}" if answer else "never answered")
             hours = self.settings.expire_after_seconds / 3600
             self.finish(claim, answer, Outcome(EXPIRED, f"no terminal answer within {hours:g} h ({last})"))
             return
@@ -356,8 +363,10 @@ class Run:
 
     def finish(self, claim: Claim, answer: FeedAnswer | None, outcome: Outcome) -> None:
         """Record the terminal outcome with its event, then announce it."""
-        assets = {role: asset.as_dict() if asset else None for role, asset in outcome.assets.items()}
+        assets = events.asset_map({role: asset.as_dict() if asset else None for role, asset in outcome.assets.items()})
         provider = from_dynamo(dict(answer.data)) if answer else _stored_provider(claim)
+        dialect = answer.dialect.value if answer else _stored_text(claim, "dialect")
+        facts = answer.facts if answer else claim.item
         event = events.encode(
             events.build_event(
                 source=self.settings.event_source,
@@ -365,15 +374,17 @@ class Run:
                 status=outcome.status,
                 time=self.now_iso,
                 assets=assets,
-                prompt=_text(provider, "prompt"),
-                prompt_en=_text(provider, "prompt_en"),
+                prompt=_text(facts, "prompt"),
+                prompt_en=_text(facts, "prompt_en"),
                 error=outcome.error,
                 provider=provider,
+                provider_name=self.p.feed.provider.value,
+                dialect=dialect,
             )
         )
         fields: dict[str, Any] = {"last_polled_at": self.now_iso, **_provider_fields(answer), "error": outcome.error}
         if outcome.status == ARCHIVED:
-            fields["assets"] = {role: assets.get(role) for role in ("video", "poster", "last_frame")}
+            fields["assets"] = assets
         self.p.store.record_outcome(claim, outcome.status, fields, event, completed_at=self.now_iso)
         self.summary.add(**{outcome.status.lower(): 1})
         log = logger.warning if outcome.error else logger.info
@@ -406,6 +417,16 @@ class Run:
         return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.p.wall_clock()))
 
 
+def media_urls(answer: FeedAnswer) -> dict[str, str | None]:
+    """Each asset role and its URL, in copy order: small files first (a broken poster costs no video
+    copy), then the video, then further outputs as `video_2`, `video_3`..."""
+    urls: dict[str, str | None] = {"poster": answer.poster_url, "last_frame": answer.last_frame_url}
+    urls["video"] = answer.video_url
+    for number, url in enumerate(answer.video_urls[1:], start=2):
+        urls[f"video_{number}"] = url
+    return urls
+
+
 def poll_delay(polls_done: int, settings: Settings) -> int:
     """Every run for the first `fast_polls` polls, then doubling up to the maximum interval."""
     doublings = min(max(0, polls_done - settings.fast_polls), 20)
@@ -425,24 +446,36 @@ def _task_context(task_id: str) -> Iterator[None]:
 def _provider_fields(answer: FeedAnswer | None) -> dict[str, Any]:
     if answer is None:
         return {}
-    data = answer.data
     fields: dict[str, Any] = {
-        "provider": dict(data),
-        "provider_status": data.get("status"),
-        "provider_state": data.get("state"),
+        "provider": dict(answer.data),
+        "provider_name": answer.provider.value,
+        "dialect": answer.dialect.value,
+        "provider_status": answer.provider_status,
+        "provider_state": answer.data.get("state"),
     }
+    optional = {
+        "provider_progress": answer.provider_progress,
+        "upstream_status": answer.upstream_status,
+        "failure_code": answer.failure_code,
+    }
+    fields.update({name: value for name, value in optional.items() if value is not None})
     for name in ("prompt", "prompt_en", "point", "refund"):
-        if data.get(name) is not None:
-            fields[name] = data[name]
+        if answer.facts.get(name) is not None:
+            fields[name] = answer.facts[name]
     for name in ("create_time", "update_time"):
-        if data.get(name) is not None:
-            fields[f"provider_{name}"] = data[name]
+        if answer.facts.get(name) is not None:
+            fields[f"provider_{name}"] = answer.facts[name]
     return fields
 
 
 def _stored_provider(claim: Claim) -> dict[str, Any] | None:
     stored = claim.item.get("provider")
     return from_dynamo(stored) if isinstance(stored, dict) else None
+
+
+def _stored_text(claim: Claim, name: str) -> str | None:
+    value = claim.item.get(name)
+    return value if isinstance(value, str) else None
 
 
 def _text(data: Mapping[str, Any] | None, name: str) -> str | None:

@@ -54,8 +54,9 @@ def build_poller(environ: Mapping[str, str], session: boto3.session.Session | No
     api_key = SecretApiKey(session.client("secretsmanager", config=aws_config), settings.api_key_secret_id)
     timeout = urllib3.Timeout(connect=settings.connect_timeout_seconds, read=settings.read_timeout_seconds)
     feed = FeedClient(
-        settings.api_base_url,
+        settings.feed_base_url,
         api_key,
+        provider=settings.provider,
         api_version=settings.api_version,
         timeout=timeout,
         http=urllib3.PoolManager(maxsize=settings.poll_concurrency, block=True),

@@ -256,11 +256,14 @@ def _list(args: argparse.Namespace, out: Output) -> int:
         if not rows:
             yield "no tasks" + (f" with status {args.status}" if args.status else "")
             return
-        yield f"{'TASK_ID':<38} {'STATUS':<9} {'POLLS':>5}  {'LAST SEEN':<20}  DETAIL"
+        yield f"{'TASK_ID':<38} {'STATUS':<9} {'POLLS':>5}  {'LAST SEEN':<20}  {'ANSWERED IN':<19}  DETAIL"
         for row in rows:
             when = row.get("completed_at") or row.get("last_polled_at") or ""
             polls = row.get("poll_count", 0)
-            yield f"{row['task_id']!s:<38} {row['status']!s:<9} {polls!s:>5}  {when!s:<20}  {_detail(row)}"
+            answer = " ".join(str(row[name]) for name in ("dialect", "provider_progress") if row.get(name))
+            yield (
+                f"{row['task_id']!s:<38} {row['status']!s:<9} {polls!s:>5}  {when!s:<20}  {answer:<19}  {_detail(row)}"
+            )
         yield f"{len(rows)} task(s)"
 
     out.emit(rows, text)

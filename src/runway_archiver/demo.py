@@ -1,13 +1,16 @@
 """`make demo`: the whole archiver, locally.
 
 moto_server (its own process, on loopback) plays AWS; template.yaml is deployed into it; the feed
-emulator plays CometAPI and its CDN; a few tasks are registered; the poller is invoked the way
-the schedule would invoke it, one scheduled minute at a time, until every task has ended (the
-worker consumes the work queue after each run, as its SQS trigger would; one task finishes early
-and the emulated provider calls back through a local function URL to the intake); then the
-report: per task its outcome and S3 objects, the events an SQS queue subscribed to the
-completion topic received, and `runway-archiver status` of the archive. The functions' own log
-lines go to a file the demo names (and to the emulated CloudWatch Logs, as on AWS), not stdout.
+emulator plays CometAPI and its CDN; a few tasks are registered (one answers in today's task
+envelope, the others in the 2024 page's dialect); the poller is invoked the way the schedule would
+invoke it, one scheduled minute at a time, until every task has ended (the worker consumes the work
+queue after each run, as its SQS trigger would; one task finishes early and the emulated provider
+calls back through a local function URL to the intake). Then a second stack, deployed with
+`Provider=runway`, archives a task through the emulated Runway API. Then the report: per task its
+outcome, the dialect it was answered in and its S3 objects, the events an SQS queue subscribed
+to each completion topic received, and `runway-archiver status` of the first archive. The
+functions' own log lines go to a file the demo names (and to the emulated CloudWatch Logs, as on
+AWS), not stdout.
 """
 
 from __future__ import annotations
@@ -30,7 +33,11 @@ from .operator import Archive, StackResources, summary_line
 from .register import register_tasks
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from mypy_boto3_sqs import SQSClient
+
+    from .local_aws import DeployedStack
 
 DEMO_KEY = "demo-key-0123456789"
 DEMO_TASKS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -38,10 +45,14 @@ DEMO_TASKS: dict[str, tuple[str, dict[str, Any]]] = {
     "demo-slow-dog": ("0 0 1 1 1 3", {"video_size": 3 * 1024 * 1024}),
     "demo-video-only": ("1 3", {"poster": False, "last_frame": False, "with_state": False}),
     "demo-moderated": ("0 1 2", {}),
+    "demo-envelope-fox": ("0 1 3", {"dialect": "task-envelope"}),  # today's answer: the task envelope
     # Would run for half an hour; it finishes after the first run and the provider calls back.
     "demo-callback-bird": (" ".join(["1"] * 30 + ["3"]), {}),
 }
 CALLBACK_TASK = "demo-callback-bird"
+# Archived by a second stack whose poller asks Runway's own API (Provider=runway).
+RUNWAY_TASKS: dict[str, tuple[str, dict[str, Any]]] = {"demo-runway-owl": ("0 throttled 1 3", {"outputs": 2})}
+RUNWAY_STACK = "runway-archiver-runway-api"
 MAX_RUNS = 15
 LOG_FILE = Path(tempfile.gettempdir()) / "runway-archiver-demo.log"
 
@@ -54,7 +65,7 @@ def run_demo(*, verbose: bool = True) -> int:
         patched_environ({**moto.environment(), "POWERTOOLS_TRACE_DISABLED": "true"}),
     ):
         say(f"emulated AWS (moto_server) at {moto.endpoint}; feed emulator at {feed.base_url}")
-        for task_id, (script, options) in DEMO_TASKS.items():
+        for task_id, (script, options) in {**DEMO_TASKS, **RUNWAY_TASKS}.items():
             feed.add_task(task_id, script, **options)
 
         session = boto3.session.Session()
@@ -105,11 +116,12 @@ def run_demo(*, verbose: bool = True) -> int:
                 if summary["due"] == 0 and _all_ended(session, stack.table_name):
                     break
 
-        physical = _function_names(session, stack.stack_name)
-        for logical_id, output in logs.items():
-            output.deliver(session, f"/aws/lambda/{physical[logical_id]}", "demo")
-        LOG_FILE.write_text("".join(f"{line}\n" for output in logs.values() for line in output.lines()))
+        runway, runway_queue_url, runway_logs = _archive_through_runway(session, feed, start, quiet, say)
+        _keep_logs(session, {stack.stack_name: logs, runway.stack_name: {"PollerFunction": runway_logs}})
+        print(f"\nStack {stack.stack_name} (Provider=cometapi)")
         ok = _report(session, stack.table_name, stack.bucket_name, sqs, queue_url)
+        print(f"\nStack {runway.stack_name} (Provider=runway)")
+        ok = _report(session, runway.table_name, runway.bucket_name, sqs, runway_queue_url) and ok
         _status(session, stack.stack_name)
     print(
         f"\nThe functions' log lines are in {LOG_FILE}. Next: `make local` keeps such an archive up, and "
@@ -118,13 +130,46 @@ def run_demo(*, verbose: bool = True) -> int:
     return 0 if ok else 1
 
 
-def _function_names(session: boto3.session.Session, stack_name: str) -> dict[str, str]:
-    summaries = session.client("cloudformation").list_stack_resources(StackName=stack_name)["StackResourceSummaries"]
-    return {
-        str(r["LogicalResourceId"]): str(r.get("PhysicalResourceId"))
-        for r in summaries
-        if r["ResourceType"] == "AWS::Lambda::Function"
-    }
+def _archive_through_runway(
+    session: boto3.session.Session,
+    feed: FeedEmulator,
+    start: datetime,
+    quiet: dict[str, str],
+    say: Callable[..., None],
+) -> tuple[DeployedStack, str, FunctionOutput]:
+    """A second stack, Provider=runway, archiving RUNWAY_TASKS through the emulated Runway API."""
+    from archiver import handler
+
+    runway = deploy(session, stack_name=RUNWAY_STACK, api_key=DEMO_KEY, parameters=feed.stack_parameters("runway"))
+    say(f"\ndeployed a second stack {runway.stack_name} with Provider=runway: it polls Runway's own API")
+    queue_url = _subscribe_queue(session, runway.topic_arn, "demo-runway-events")
+    register_tasks(session.resource("dynamodb").Table(runway.table_name), RUNWAY_TASKS)
+    output = FunctionOutput()
+    with patched_environ({**runway.function_environment, **quiet}), output.capture(handler):
+        handler._poller = None  # a new container, configured for the second stack
+        for run in range(MAX_RUNS):
+            scheduled = start + timedelta(minutes=run)
+            summary = handler.lambda_handler(
+                {"scheduled_time": scheduled.isoformat().replace("+00:00", "Z")}, LocalLambdaContext()
+            )
+            if summary["due"] == 0 and _all_ended(session, runway.table_name):
+                break
+        handler._poller = None
+    return runway, queue_url, output
+
+
+def _keep_logs(session: boto3.session.Session, stacks: dict[str, dict[str, FunctionOutput]]) -> None:
+    """The functions' output into their log groups, as Lambda would have delivered it, and into LOG_FILE."""
+    lines = []
+    for stack_name, outputs in stacks.items():
+        summaries = session.client("cloudformation").list_stack_resources(StackName=stack_name)
+        physical = {
+            str(r["LogicalResourceId"]): str(r.get("PhysicalResourceId")) for r in summaries["StackResourceSummaries"]
+        }
+        for logical_id, output in outputs.items():
+            output.deliver(session, f"/aws/lambda/{physical[logical_id]}", "demo")
+            lines.extend(output.lines())
+    LOG_FILE.write_text("".join(f"{line}\n" for line in lines))
 
 
 def _status(session: boto3.session.Session, stack_name: str) -> None:
@@ -138,9 +183,9 @@ def _status(session: boto3.session.Session, stack_name: str) -> None:
         print(line)
 
 
-def _subscribe_queue(session: boto3.session.Session, topic_arn: str) -> str:
+def _subscribe_queue(session: boto3.session.Session, topic_arn: str, name: str = "demo-completion-events") -> str:
     sqs = session.client("sqs")
-    queue_url = sqs.create_queue(QueueName="demo-completion-events")["QueueUrl"]
+    queue_url = sqs.create_queue(QueueName=name)["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     session.client("sns").subscribe(
         TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"}
@@ -158,10 +203,11 @@ def _report(session: boto3.session.Session, table_name: str, bucket: str, sqs: S
     scanned: list[dict[str, Any]] = session.resource("dynamodb").Table(table_name).scan(ConsistentRead=True)["Items"]
     items = sorted(scanned, key=lambda item: str(item["task_id"]))
     s3 = session.client("s3")
-    print("\nTasks")
+    print("Tasks")
     for item in items:
         print(
             f"  {item['task_id']:<18} {item['status']:<9} polls={item.get('poll_count')}"
+            + f"  answered in {item.get('dialect', '?')}"
             + (f"  error: {item['error']}" if item.get("error") else "")
         )
         for role, asset in (item.get("assets") or {}).items():
@@ -174,13 +220,16 @@ def _report(session: boto3.session.Session, table_name: str, bucket: str, sqs: S
             else:
                 print(f"      {role:<10} absent")
     events = _drain(sqs, queue_url)
-    print(f"\nEvents received on the SQS queue subscribed to the topic ({len(events)})")
+    print(f"Events received on the SQS queue subscribed to the topic ({len(events)})")
     for event in events:
         data = event["data"]
-        print(f"  {event['type']:<22} subject={event['subject']:<18} id={event['id']}  error={data['error']}")
+        print(
+            f"  {event['type']:<22} subject={event['subject']:<18} id={event['id']}  "
+            f"provider={data.get('provider_name')}  error={data['error']}"
+        )
     ended = all(item["status"] in ("ARCHIVED", "FAILED", "EXPIRED") for item in items)
     one_event_each = sorted(e["subject"] for e in events) == sorted(str(i["task_id"]) for i in items)
-    print(f"\nevery task ended: {ended}; exactly one event per task: {one_event_each}")
+    print(f"every task ended: {ended}; exactly one event per task: {one_event_each}")
     return ended and one_event_each
 
 

@@ -1,8 +1,12 @@
-"""A local emulator of the CometAPI Runway feed endpoint and of the CDN that serves its media.
+"""A local emulator of the provider's task APIs and of the CDN that serves their media.
 
-It behaves as FEED_API.md says: `POST /runway/feed` with a Bearer key answers the documented
-envelope, `status` as a string that moves one step per poll along a script (e.g. "0" -> "1" ->
-"3"), `state` words alongside, media URLs (plain http, as documented) served from `/media/...`.
+It behaves as FEED_API.md says. `POST /runway/feed` with a Bearer key answers in the dialect chosen
+per task: the 2024 page (`feed-2024`: `status` "0".."3" with `state` words), today's task envelope
+with Runway's task nested in it (`task-envelope`), or the envelope around a 2024 object
+(`task-envelope/feed-2024`). `GET /v1/tasks/{id}` is Runway's own API (Bearer key and
+`X-Runway-Version` required), answering Runway's bare task object. A task moves one step per poll
+along a script (e.g. "0 1 3", or words: "queued throttled running succeeded", "failed",
+"cancelled", "unknown"); media URLs (plain http, as documented) are served from `/media/...`.
 Faults can be queued per task or per media path, for tests and demos. Media bodies are made on
 the fly from a seed, so a 1 GiB video costs no memory and no disk.
 """
@@ -17,11 +21,34 @@ from collections import defaultdict, deque
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
 STATE_WORDS = {"0": "queued", "1": "running", "2": "failed", "3": "succeeded"}
+# A script step (a 2024 code or a word) as each dialect says it.
+_WORDS = ("queued", "throttled", "running", "succeeded", "failed", "cancelled", "unknown")
+STEP_WORDS = {**STATE_WORDS, **{word: word for word in _WORDS}}
+LEGACY_CODES = {"queued": "0", "throttled": "0", "running": "1", "failed": "2", "cancelled": "2", "succeeded": "3"}
+ENVELOPE_STATUSES = {
+    "queued": "QUEUED",
+    "throttled": "QUEUED",
+    "running": "IN_PROGRESS",
+    "succeeded": "SUCCESS",
+    "failed": "FAILURE",
+    "cancelled": "FAILURE",
+}
+RUNWAY_STATUSES = {
+    "queued": "PENDING",
+    "throttled": "THROTTLED",
+    "running": "RUNNING",
+    "succeeded": "SUCCEEDED",
+    "failed": "FAILED",
+    "cancelled": "CANCELLED",
+}
+DIALECTS = ("feed-2024", "task-envelope", "task-envelope/feed-2024")
+RUNWAY_API_VERSION = "2024-11-06"
 CONTENT_TYPES = {".mp4": "video/mp4", ".png": "image/png", ".jpg": "image/jpeg"}
 _BLOCK = 1024 * 1024
 _PIECE = 64 * 1024
@@ -77,6 +104,21 @@ class Fault:
     def answer(cls, data: dict[str, Any] | None) -> Fault:
         return cls(body=json.dumps({"code": 200, "msg": "success", "data": data}).encode())
 
+    @classmethod
+    def envelope(cls, data: dict[str, Any]) -> Fault:
+        """Today's answer: the task envelope around `data`."""
+        return cls(body=json.dumps({"code": "success", "message": "", "data": data}).encode())
+
+    @classmethod
+    def envelope_error(cls, code: str = "task_not_exist", message: str = "task_not_exist", status: int = 400) -> Fault:
+        """Today's error answer: the same envelope with another `code`."""
+        return cls(status=status, body=json.dumps({"code": code, "message": message, "data": None}).encode())
+
+    @classmethod
+    def bare(cls, task: dict[str, Any], status: int = 200) -> Fault:
+        """A bare task object, as Runway's own API answers."""
+        return cls(status=status, body=json.dumps(task).encode())
+
 
 @dataclass
 class EmulatedTask:
@@ -87,11 +129,22 @@ class EmulatedTask:
     last_frame: bool = True
     with_state: bool = True
     fail_message: str = "Generation failed: content moderation"
+    fail_code: str = "SAFETY.INPUT.TEXT"  # Runway's failureCode
     prompt: str = "a cat"
+    dialect: str = "feed-2024"  # what POST /runway/feed answers; GET /v1/tasks/{id} is always Runway's
+    outputs: int = 1  # output videos when it succeeds (Runway's `output` array)
+    not_found_polls: int = 0  # the first polls answer "no such task", as a brand-new id may
     polls: int = 0
 
+    def __post_init__(self) -> None:
+        if self.dialect not in DIALECTS:
+            raise ValueError(f"unknown dialect {self.dialect!r}; one of {', '.join(DIALECTS)}")
+        unknown = [step for step in self.script if step not in STEP_WORDS]
+        if unknown:
+            raise ValueError(f"unknown script steps {unknown}; use {', '.join(STEP_WORDS)}")
+
     def status_now(self) -> str:
-        return self.script[min(self.polls, len(self.script) - 1)]
+        return self.script[min(max(0, self.polls - self.not_found_polls), len(self.script) - 1)]
 
 
 class FeedEmulator:
@@ -105,12 +158,14 @@ class FeedEmulator:
         port: int = 0,
         latency: float = 0.0,
         default_script: str | None = None,
+        default_dialect: str = "feed-2024",
         media_bytes_per_second: float | None = None,
     ) -> None:
         self.api_key = api_key
         self.latency = latency
         # A task id nobody scripted: "not found" (as the real feed), or this script (`runway-archiver local`).
         self.default_script = default_script
+        self.default_dialect = default_dialect
         # The CDN's bandwidth per download (None: as fast as loopback goes).
         self.media_bytes_per_second = media_bytes_per_second
         self.tasks: dict[str, EmulatedTask] = {}
@@ -129,11 +184,15 @@ class FeedEmulator:
         host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}"
 
-    def stack_parameters(self) -> dict[str, str]:
-        """The template parameters of a stack that uses this emulator: its feed, and its CDN's host
-        let through the address guard (the CDN lives on the emulator's own, private, address)."""
+    def stack_parameters(self, provider: str = "cometapi") -> dict[str, str]:
+        """The template parameters of a stack that uses this emulator: its feed (CometAPI's, or
+        Runway's API with `provider="runway"`), and its CDN's host let through the address guard
+        (the CDN lives on the emulator's own, private, address)."""
         host = self._server.server_address[0]
-        return {"CometApiBaseUrl": self.base_url, "AllowedPrivateNetworks": f"{host!s}/32"}
+        parameters = {"CometApiBaseUrl": self.base_url, "AllowedPrivateNetworks": f"{host!s}/32"}
+        if provider != "cometapi":
+            parameters.update({"Provider": provider, "RunwayApiBaseUrl": self.base_url})
+        return parameters
 
     def start(self) -> FeedEmulator:
         self._thread = threading.Thread(target=self._server.serve_forever, name="feed-emulator", daemon=True)
@@ -167,17 +226,19 @@ class FeedEmulator:
             self.media_faults[path].extend(faults)
 
     def polls(self, task_id: str) -> int:
-        return sum(1 for method, path in self.requests if method == "POST" and path == f"feed:{task_id}")
+        """Polls of the task, on the feed (POST) and on Runway's API (GET)."""
+        return sum(1 for method, path in self.requests if path in (f"feed:{task_id}", f"runway:{task_id}"))
 
     def media_url(self, task_id: str, name: str) -> str:
         return f"{self.base_url}/media/{task_id}/{name}"
 
     def finish(self, task_id: str) -> dict[str, Any]:
-        """The task ends at the provider now (its script's last status): the callback body it sends."""
+        """The task ends at the provider now (its script's last status): the callback body it sends,
+        the task object of the task's dialect without the envelope's `code` and `message`."""
         with self._lock:
             task = self.tasks[task_id]
-            task.polls = max(task.polls, len(task.script) - 1)
-            return self.task_data(task, task.script[-1])
+            task.polls = max(task.polls, task.not_found_polls + len(task.script) - 1)
+            return self.feed_object(task, task.script[-1])
 
     def call_back(self, task_id: str, url: str) -> tuple[int, str]:
         """Finish the task and POST its `data` object to `url`, as the provider's callback does."""
@@ -187,20 +248,94 @@ class FeedEmulator:
 
     # -- answers --------------------------------------------------------------------------
     def feed_answer(self, task_id: str) -> Fault:
+        """What POST /runway/feed answers now, in the task's dialect."""
+        step = self._next_step(task_id)
+        if isinstance(step, Fault):
+            return step
+        if step is None:
+            return Fault.application_error(404, f"task {task_id} not found")
+        task, status = step
+        if status is None:
+            if task.dialect == "feed-2024":
+                return Fault.application_error(404, f"task {task_id} not found")
+            return Fault.envelope_error()
+        if task.dialect == "feed-2024":
+            return Fault.answer(self.task_data(task, status))
+        return Fault.envelope(self.feed_object(task, status))
+
+    def runway_answer(self, task_id: str) -> Fault:
+        """What Runway's GET /v1/tasks/{id} answers now: its bare task object, or 404."""
+        step = self._next_step(task_id)
+        if isinstance(step, Fault):
+            return step
+        task, status = step if step else (None, None)
+        if task is None or status is None:
+            return Fault.bare({"error": "Task not found"}, status=404)
+        return Fault.bare(self.runway_task(task, status))
+
+    def _next_step(self, task_id: str) -> Fault | tuple[EmulatedTask, str | None] | None:
+        """A queued fault, or the task and its status at this poll (None: "no such task" yet)."""
         with self._lock:
             queued = self.feed_faults.get(task_id)
             if queued:
                 return queued.popleft()
             task = self.tasks.get(task_id)
             if task is None and self.default_script is not None:
-                task = self.tasks[task_id] = EmulatedTask(task_id=task_id, script=self.default_script.split())
+                task = self.tasks[task_id] = EmulatedTask(
+                    task_id=task_id, script=self.default_script.split(), dialect=self.default_dialect
+                )
             if task is None:
-                return Fault.application_error(404, f"task {task_id} not found")
-            status = task.status_now()
+                return None
+            status = task.status_now() if task.polls >= task.not_found_polls else None
             task.polls += 1
-        return Fault.answer(self.task_data(task, status))
+        return task, status
+
+    def feed_object(self, task: EmulatedTask, status: str) -> dict[str, Any]:
+        """The feed's task object in the task's dialect: the 2024 `data`, or the envelope's `data`."""
+        if task.dialect == "feed-2024":
+            return self.task_data(task, status)
+        word = STEP_WORDS[status]
+        nested = self.task_data(task, status) if task.dialect.endswith("feed-2024") else self.runway_task(task, status)
+        urls = self.output_urls(task) if word == "succeeded" else []
+        data: dict[str, Any] = {
+            "task_id": task.task_id,
+            "action": "IMAGE_TO_VIDEO",
+            "status": ENVELOPE_STATUSES.get(word, "UNKNOWN"),
+            "fail_reason": task.fail_message if word == "failed" else "",
+            "submit_time": 1773366766,
+            "start_time": 0 if word in ("queued", "throttled") else 1773366770,
+            "finish_time": 1773366900 if word in ("succeeded", "failed", "cancelled") else 0,
+            "progress": {"running": "40%", "succeeded": "100%"}.get(word, "0%"),
+            "data": nested,
+        }
+        if urls:
+            data["result_url"] = urls[0]
+        return data
+
+    def runway_task(self, task: EmulatedTask, status: str) -> dict[str, Any]:
+        """Runway's own task object at this status."""
+        word = STEP_WORDS[status]
+        runway: dict[str, Any] = {
+            "id": task.task_id,
+            "status": RUNWAY_STATUSES.get(word, "PAUSED"),
+            "createdAt": "2026-11-24T12:00:00.000Z",
+        }
+        if word == "running":
+            runway["progress"] = 0.4
+        elif word == "succeeded":
+            runway["output"] = self.output_urls(task)
+        elif word == "failed":
+            runway["failure"] = task.fail_message
+            runway["failureCode"] = task.fail_code
+        return runway
+
+    def output_urls(self, task: EmulatedTask) -> list[str]:
+        names = ["video.mp4", *(f"video_{n}.mp4" for n in range(2, task.outputs + 1))]
+        return [self.media_url(task.task_id, name) for name in names]
 
     def task_data(self, task: EmulatedTask, status: str) -> dict[str, Any]:
+        """The 2024 page's `data` object at this status (a code "0".."3", or a script word)."""
+        status = LEGACY_CODES.get(status, "7" if status == "unknown" else status)
         finished = status == "3"
         created = "0" if status == "0" else "1724313052"
         data: dict[str, Any] = {
@@ -296,6 +431,9 @@ class _FeedHandler(BaseHTTPRequestHandler):
         self._send(self.emulator.feed_answer(task_id))
 
     def do_GET(self) -> None:
+        if self.path.startswith("/v1/tasks/"):
+            self._runway_task(unquote(self.path.removeprefix("/v1/tasks/")))
+            return
         with self.emulator._lock:
             self.emulator.requests.append(("GET", self.path))
         fault = self.emulator.next_media_fault(self.path)
@@ -306,6 +444,18 @@ class _FeedHandler(BaseHTTPRequestHandler):
             self._send(Fault(status=404, body=b"not found", content_type="text/plain"))
         else:
             self._stream_media(size, fault or Fault(stream=True))
+
+    def _runway_task(self, task_id: str) -> None:
+        """Runway's GET /v1/tasks/{id}: Bearer key and API version required, as Runway does."""
+        with self.emulator._lock:
+            self.emulator.requests.append(("GET", f"runway:{task_id}"))
+            self.emulator.feed_headers.append(dict(self.headers.items()))
+        if self.headers.get("Authorization") != f"Bearer {self.emulator.api_key}":
+            self._send(Fault.bare({"error": "Unauthorized"}, status=401))
+        elif self.headers.get("X-Runway-Version") != RUNWAY_API_VERSION:
+            self._send(Fault.bare({"error": "X-Runway-Version header is missing or unsupported"}, status=400))
+        else:
+            self._send(self.emulator.runway_answer(task_id))
 
     def _stream_media(self, size: int, how: Fault) -> None:
         suffix = self.path[self.path.rfind(".") :]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import secrets
 import socket
@@ -107,6 +108,9 @@ def transform(
     from samtranslator.public.translator import ManagedPolicyLoader
     from samtranslator.translator.transform import transform as sam_transform
 
+    # The translator's own usage metrics are never published here; its goodbye warning (at exit,
+    # "There are unpublished metrics") would be a stray line under the demo's report.
+    logging.getLogger("samtranslator.metrics.metrics").setLevel(logging.ERROR)
     cache_key = json.dumps([template, dict(parameters), code_uri], sort_keys=True)
     if cache_key in _transformed:
         cached: dict[str, Any] = json.loads(json.dumps(_transformed[cache_key]))

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 QUIET = {"POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_METRICS_DISABLED": "true"}
 LOCAL_STACK = "runway-archiver-local"
+LOCAL_RUNWAY_STACK = "runway-archiver-local-runway"  # the same template with Provider=runway
 LOCAL_API_KEY = "local-key-0123456789"
 # What the local feed answers for any task id it is asked about: queued, running twice, succeeded.
 LOCAL_SCRIPT = "0 1 1 3"
@@ -180,24 +181,28 @@ def serve_local(port: int, feed_port: int) -> int:
             return 1
     with (
         MotoServer(port) as moto,
-        FeedEmulator(api_key=LOCAL_API_KEY, port=feed_port, default_script=LOCAL_SCRIPT) as feed,
+        FeedEmulator(
+            api_key=LOCAL_API_KEY, port=feed_port, default_script=LOCAL_SCRIPT, default_dialect="task-envelope"
+        ) as feed,
         patched_environ(moto.environment()),
     ):
-        stack = deploy(
-            boto3.session.Session(),
-            stack_name=LOCAL_STACK,
-            api_key=LOCAL_API_KEY,
-            parameters=feed.stack_parameters(),
+        session = boto3.session.Session()
+        stack = deploy(session, stack_name=LOCAL_STACK, api_key=LOCAL_API_KEY, parameters=feed.stack_parameters())
+        runway = deploy(
+            session, stack_name=LOCAL_RUNWAY_STACK, api_key=LOCAL_API_KEY, parameters=feed.stack_parameters("runway")
         )
         cli = cli_command()
         print(f"emulated AWS at {moto.endpoint}, stack {stack.stack_name} deployed; feed emulator at {feed.base_url}")
         print(f"table {stack.table_name}, bucket {stack.bucket_name}")
-        print("every task id the feed is asked about is queued, then running, then succeeds (4 polls, 30 s apart).")
+        print("every task id the feed is asked about is queued, then running, then succeeds (4 polls, 30 s apart),")
+        print("answered in today's task envelope; stack", runway.stack_name, "polls the emulated Runway API instead.")
         print("In another terminal:\n")
         print(f"  export AWS_ENDPOINT_URL={moto.endpoint} AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing")
         print(f"  export AWS_DEFAULT_REGION=us-east-1 RUNWAY_ARCHIVER_STACK={stack.stack_name}")
         print(f"  export TABLE={stack.table_name}   # for the README's aws dynamodb put-item")
         print(f"  {cli} track my-first-task && {cli} run && {cli} list")
+        on_runway = f"--stack {runway.stack_name}"
+        print(f"  {cli} track owl {on_runway} && {cli} run {on_runway}")
         print(f"  {cli} status\n")
         print("Ctrl-C stops everything (the emulated AWS keeps nothing).", flush=True)
         signal.signal(signal.SIGTERM, signal.default_int_handler)

@@ -30,7 +30,19 @@ if TYPE_CHECKING:
 DEFAULT_STACK = "runway-archiver"
 STATUSES = (PENDING, *TERMINAL_STATUSES)
 # What `list` shows of each item (and all it reads of it).
-LIST_ATTRIBUTES = ("task_id", "status", "poll_count", "last_polled_at", "completed_at", "error", "last_error", "assets")
+LIST_ATTRIBUTES = (
+    "task_id",
+    "status",
+    "poll_count",
+    "last_polled_at",
+    "completed_at",
+    "error",
+    "last_error",
+    "assets",
+    "provider_name",
+    "dialect",
+    "provider_progress",
+)
 # The archiver's bookkeeping, dropped when a task is put back to PENDING: it starts afresh.
 RETRY_REMOVES = (
     "error",
@@ -49,6 +61,9 @@ RETRY_REMOVES = (
     "assets",
     "provider_status",
     "provider_state",
+    "upstream_status",
+    "provider_progress",
+    "failure_code",
 )
 
 

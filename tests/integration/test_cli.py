@@ -70,7 +70,7 @@ def cli() -> Iterator[Cli]:
         )
         feed.add_task("cli-done", "3")
         feed.add_task("cli-refused", "2")
-        feed.add_task("cli-slow", "1")
+        feed.add_task("cli-slow", "1", dialect="task-envelope")  # answers in today's envelope
         yield Cli(moto, feed, stack)
 
 
@@ -140,6 +140,20 @@ def test_show_gives_the_objects_and_a_working_link_to_the_video(after_one_run: C
     text = after_one_run("show", "cli-done")
     assert "video link (3600 s): http://127.0.0.1" in text.stdout
     assert "status                 ARCHIVED" in text.stdout
+
+
+def test_list_and_show_say_which_dialect_answered_and_the_providers_progress(after_one_run: Cli) -> None:
+    pending = after_one_run("list", "--status", "PENDING")
+    assert pending.returncode == 0, pending.stderr
+    [header, *rows, _] = pending.stdout.splitlines()
+    assert "ANSWERED IN" in header
+    slow = next(row for row in rows if row.startswith("cli-slow"))
+    assert "task-envelope 40%" in slow
+    done = next(row for row in after_one_run.json("list") if row["task_id"] == "cli-done")
+    assert (done["dialect"], done["provider_name"]) == ("feed-2024", "cometapi")
+    shown = after_one_run("show", "cli-slow").stdout
+    assert "dialect                task-envelope" in shown
+    assert "provider_progress      40%" in shown
 
 
 def test_show_of_an_unknown_task_is_one_clear_line(after_one_run: Cli) -> None:
@@ -274,7 +288,15 @@ def test_local_keeps_an_embedded_archive_up_for_the_other_commands() -> None:
 
         assert cli("track", "my-first-task", "--table", table).strip() == "registered my-first-task"
         assert "due=1, polled=1, still_pending=1" in cli("run")
-        assert cli("list", "--status", "PENDING").splitlines()[1].split()[:3] == ["my-first-task", "PENDING", "1"]
+        first = cli("list", "--status", "PENDING").splitlines()[1]
+        assert first.split()[:3] == ["my-first-task", "PENDING", "1"]
+        assert "task-envelope 0%" in first  # the local feed answers as CometAPI does today
+        # the second stack polls the emulated Runway API
+        assert "--stack runway-archiver-local-runway" in "".join(printed)
+        on_runway = ("--stack", "runway-archiver-local-runway")
+        assert cli("track", "owl", *on_runway).strip() == "registered owl"
+        assert "due=1, polled=1, still_pending=1" in cli("run", *on_runway)
+        assert "runway-task" in cli("list", *on_runway).splitlines()[1]
     finally:
         server.terminate()
         assert server.wait(timeout=30) == 0

@@ -15,7 +15,7 @@ import pytest
 
 from archiver.config import ConfigError, Settings
 from archiver.events import build_event, event_id
-from archiver.feed import Progress, classify
+from archiver.feed import Progress, Provider, classify
 from archiver.media import AddressGuard, AddressRefused
 from archiver.poller import poll_delay
 from archiver.workqueue import BadWorkRequest, WorkRequest
@@ -155,3 +155,11 @@ def test_the_tracer_is_made_on_the_first_call_and_wraps_the_handler(monkeypatch:
     assert wrapped({"n": 1}, None) == {"seen": {"n": 1}}
     assert wrapped({"n": 2}, None) == {"seen": {"n": 2}}
     assert calls == [{"n": 1}, {"n": 2}]
+
+
+def test_the_provider_is_chosen_by_configuration_and_a_wrong_one_is_named() -> None:
+    assert Settings.from_environ(REQUIRED).feed_base_url == "https://api.cometapi.com"
+    runway = Settings.from_environ({**REQUIRED, "PROVIDER": "runway", "RUNWAY_API_BASE_URL": "http://127.0.0.1:9/"})
+    assert (runway.provider, runway.feed_base_url) == (Provider.RUNWAY, "http://127.0.0.1:9")
+    with pytest.raises(ConfigError, match="PROVIDER='openai' is not one of cometapi, runway"):
+        Settings.from_environ({**REQUIRED, "PROVIDER": "openai"})
