@@ -220,6 +220,8 @@ def _on_a_terminal(cli: Cli, args: list[str], wait_for: str, **extra: str) -> tu
         stdout=subprocess.PIPE,
         stderr=terminal,
         env=cli.environment(**extra),
+        # As at a terminal: a test run in the background (`make test &`) inherits SIGINT ignored.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # noqa: PLW1509 - one async-signal-safe call
     )
     os.close(terminal)
     seen = b""
