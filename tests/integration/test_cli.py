@@ -1,5 +1,6 @@
 """The operator CLI as a user drives it: `python -m runway_archiver.cli ...` in a subprocess,
-against template.yaml deployed into moto_server (its own process) and the feed emulator."""
+against template.yaml deployed into the embedded AWS (DynamoDB Local and moto_server, each its own
+process) and the feed emulator."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import boto3
 import pytest
 
 from runway_archiver.emulator import FeedEmulator
-from runway_archiver.local_aws import DeployedStack, MotoServer, deploy, patched_environ
+from runway_archiver.local_aws import DeployedStack, DynamoDBLocal, MotoServer, deploy, patched_environ
 
 from ..conftest import API_KEY
 
@@ -56,12 +57,17 @@ class Cli:
         )
 
     def client(self, service: str) -> Any:
-        return self.session().client(service, endpoint_url=self.moto.endpoint)  # type: ignore[call-overload]
+        endpoint = self.moto.environment().get(f"AWS_ENDPOINT_URL_{service.upper()}", self.moto.endpoint)
+        return self.session().client(service, endpoint_url=endpoint)  # type: ignore[call-overload]
 
 
 @pytest.fixture(scope="module")
-def cli() -> Iterator[Cli]:
-    with MotoServer() as moto, FeedEmulator(api_key=API_KEY) as feed, patched_environ(moto.environment()):
+def cli(dynamodb_local: DynamoDBLocal | None) -> Iterator[Cli]:
+    with (
+        MotoServer(dynamodb=dynamodb_local) as moto,
+        FeedEmulator(api_key=API_KEY) as feed,
+        patched_environ(moto.environment()),
+    ):
         stack = deploy(
             boto3.session.Session(),
             stack_name=STACK,
