@@ -2,8 +2,10 @@
 
 The ideal is ceil(N / pool) x feed latency: every claim, poll and item update overlapping. The run
 keeps every task itself (FANOUT_THRESHOLD above N), so this is one invocation's own speed. A second
-run with an instant feed measures what the emulated AWS alone costs: moto_server serves one request
-at a time, about 11 ms per conditional UpdateItem here, and a task takes two (claim, reschedule).
+run with an instant feed measures what the emulated AWS and the run's own CPU alone cost (a task
+takes two conditional UpdateItems: claim, reschedule). With DynamoDB Local (the default) those
+writes take well under a millisecond of its CPU each; with moto's DynamoDB
+(RUNWAY_ARCHIVER_DYNAMODB=moto) moto_server serves them one at a time, about 11 ms each.
 
     python -m bench.polling [--tasks 500] [--latency 0.1] [--pool 16]
 """
@@ -16,10 +18,10 @@ import math
 from .harness import Figure, local_archive, stopwatch
 
 
-def one_run(tasks: int, latency: float, pool: int) -> tuple[float, float, float]:
+def one_run(tasks: int, latency: float, pool: int) -> tuple[float, float, float, float]:
     """Wall time of one run over `tasks` due tasks, each still running at the provider; and of the
-    next run, which finds nothing due (what every idle minute costs); and how long moto_server was
-    busy serving the first run's requests."""
+    next run, which finds nothing due (what every idle minute costs); how long moto_server was busy
+    serving the first run's requests; and the CPU DynamoDB Local spent on them (0 without it)."""
     with local_archive(latency) as archive:
         task_ids = [f"poll-{n:05d}" for n in range(tasks)]
         for task_id in task_ids:
@@ -27,21 +29,23 @@ def one_run(tasks: int, latency: float, pool: int) -> tuple[float, float, float]
         archive.register(task_ids)
         env = {"POLL_CONCURRENCY": str(pool), "FANOUT_THRESHOLD": str(tasks + 1)}
         busy_before, _ = archive.moto.busy()
+        cpu_before = archive.moto.dynamodb.cpu_seconds() if archive.moto.dynamodb else 0.0
         with stopwatch() as elapsed:
             summary = archive.run_poller(env=env)
         busy = archive.moto.busy()[0] - busy_before
+        cpu = archive.moto.dynamodb.cpu_seconds() - cpu_before if archive.moto.dynamodb else 0.0
         with stopwatch() as idle:
             nothing = archive.run_poller(env=env)
     if summary["polled"] != tasks or summary["still_pending"] != tasks or nothing["due"]:
         raise RuntimeError(f"the run did not poll every task once: {summary}, then {nothing}")
-    return elapsed[0], idle[0], busy
+    return elapsed[0], idle[0], busy, cpu
 
 
 def measure(tasks: int = 500, latency: float = 0.1, pool: int = 16) -> tuple[list[Figure], dict[str, float]]:
-    wall, idle, busy = one_run(tasks, latency, pool)
-    # The same run with an instant feed: what the emulated AWS alone costs (2 conditional writes
-    # per task, served one at a time by moto_server). No pool size can go below it.
-    floor, _, _ = one_run(tasks, 0.0, pool)
+    wall, idle, busy, cpu = one_run(tasks, latency, pool)
+    # The same run with an instant feed: what the emulated AWS and the run itself cost (2
+    # conditional writes per task). No pool size can go below it.
+    floor, _, _, _ = one_run(tasks, 0.0, pool)
     ideal = math.ceil(tasks / pool) * latency
     figures = [
         Figure(
@@ -53,7 +57,7 @@ def measure(tasks: int = 500, latency: float = 0.1, pool: int = 16) -> tuple[lis
         ),
         Figure(
             "1. ... against the emulation floor",
-            f"instant feed: {floor:.2f} s; moto busy {busy:.1f} s of {wall:.1f} s",
+            f"instant feed: {floor:.2f} s; moto busy {busy:.1f} s, DynamoDB CPU {cpu:.1f} s",
             f"<= 1.6 x max(ideal, floor) {max(ideal, floor):.2f} s",
             wall / max(ideal, floor),
             1.6,
@@ -63,6 +67,7 @@ def measure(tasks: int = 500, latency: float = 0.1, pool: int = 16) -> tuple[lis
         "run_seconds": wall,
         "floor_seconds": floor,
         "emulated_aws_busy_seconds": busy,
+        "dynamodb_local_cpu_seconds": cpu,
         "idle_run_seconds": idle,
         "tasks": tasks,
         "pool": pool,

@@ -601,6 +601,13 @@ class DynamoDBLocal:
             self._stderr.close()
             self._stderr = None
 
+    def cpu_seconds(self) -> float:
+        """CPU time the JVM has used so far (user + system, from /proc): what the benchmarks report."""
+        if self._process is None:
+            return 0.0
+        fields = Path(f"/proc/{self._process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def environment(self) -> dict[str, str]:
         """What boto3 needs to send DynamoDB calls here (it honours this over AWS_ENDPOINT_URL)."""
         return {"AWS_ENDPOINT_URL_DYNAMODB": self.endpoint}
@@ -612,8 +619,8 @@ class DynamoDBLocal:
             "dynamodb",
             endpoint_url=self.endpoint,
             region_name=REGION,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
+            aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
         )
 
     def reset(self) -> None:
