@@ -56,6 +56,14 @@ def shared_dynamodb() -> DynamoDBLocal | None:
     return dynamodb
 
 
+def machine_cpu_seconds() -> float:
+    """CPU seconds every process on this machine has used since boot (/proc/stat), whoever ran them:
+    what a benchmark's processes could not have, on a machine shared with other work."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    busy = sum(int(v) for i, v in enumerate(fields[:8]) if i not in (3, 4))  # all but idle and iowait
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class LocalArchive:
     moto: MotoServer
