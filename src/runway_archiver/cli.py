@@ -2,7 +2,7 @@
 
 Works against a deployed stack (found by name: --stack, $RUNWAY_ARCHIVER_STACK, samconfig.toml's
 stack_name, else "runway-archiver"; --region and --profile as for the AWS CLI) and against the
-embedded one (`runway-archiver local`, then AWS_ENDPOINT_URL pointing at it).
+embedded one (`runway-archiver local`, then AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_DYNAMODB pointing at it).
 """
 
 from __future__ import annotations
@@ -81,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     local = commands.add_parser("local", help="keep the embedded AWS, the stack and a feed emulator up")
     local.add_argument("--port", type=int, default=5055, help="the emulated AWS endpoint's port (default 5055)")
     local.add_argument("--feed-port", type=int, default=5056, help="the feed emulator's port (default 5056)")
+    local.add_argument("--dynamodb-port", type=int, default=5057, help="DynamoDB Local's port (default 5057)")
 
     demo = commands.add_parser("demo", help="run the archiver locally against emulated AWS and feed (make demo)")
     demo.add_argument("--quiet", action="store_true", help="print only the final report")
@@ -89,14 +90,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "demo":
-        from .demo import run_demo
+    from .local_aws import EmbeddedAwsError
 
-        return run_demo(verbose=not args.quiet)
-    if args.command == "local":
-        from .local_run import serve_local
+    try:
+        if args.command == "demo":
+            from .demo import run_demo
 
-        return serve_local(args.port, args.feed_port)
+            return run_demo(verbose=not args.quiet)
+        if args.command == "local":
+            from .local_run import serve_local
+
+            return serve_local(args.port, args.feed_port, args.dynamodb_port)
+    except EmbeddedAwsError as exc:
+        return _fail(str(exc))
     try:
         return COMMANDS[args.command](args, Output(args.json))
     except (OperatorError, ClientError, BotoCoreError) as exc:

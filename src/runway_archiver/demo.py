@@ -1,6 +1,7 @@
 """`make demo`: the whole archiver, locally.
 
-moto_server (its own process, on loopback) plays AWS; template.yaml is deployed into it; the feed
+DynamoDB Local (Amazon's own engine) and moto_server (each its own process, on loopback) play
+AWS; template.yaml is deployed into them; the feed
 emulator plays CometAPI and its CDN; a few tasks are registered (one answers in today's task
 envelope, the others in the 2024 page's dialect); the poller is invoked the way the schedule would
 invoke it, one scheduled minute at a time, until every task has ended (the worker consumes the work
@@ -54,6 +55,8 @@ def run_demo(*, verbose: bool = True) -> int:
         patched_environ({**moto.environment(), "POWERTOOLS_TRACE_DISABLED": "true"}),
     ):
         say(f"emulated AWS (moto_server) at {moto.endpoint}; feed emulator at {feed.base_url}")
+        if moto.dynamodb:
+            say(f"DynamoDB: {moto.dynamodb_engine} at {moto.dynamodb.endpoint}")
         for task_id, (script, options) in {**DEMO_TASKS, **RUNWAY_TASKS}.items():
             feed.add_task(task_id, script, **options)
 
@@ -64,6 +67,8 @@ def run_demo(*, verbose: bool = True) -> int:
             parameters=feed.stack_parameters(),  # the emulated CDN lives on loopback: allowed
         )
         say(f"deployed template.yaml as stack {stack.stack_name}: table {stack.table_name}, bucket {stack.bucket_name}")
+        if stack.ignored:
+            say(f"  {moto.dynamodb_engine} ignores {', '.join(sorted(stack.ignored))}")
         sqs = session.client("sqs")
         queue_url = _subscribe_queue(session, stack.topic_arn)
 
