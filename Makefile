@@ -16,11 +16,16 @@ TOOL_ENV := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-eas
 # sam build checks that the runtime's interpreter (python3.13) is on PATH; pyenv builds count.
 PYENV_PYTHONS := $(shell command -v pyenv >/dev/null 2>&1 && pyenv versions --bare 2>/dev/null | grep -E '^3\.1[1-3]\.[0-9]+$$' | paste -sd: -)
 BUILD_ENV := $(TOOL_ENV) $(if $(PYENV_PYTHONS),PYENV_VERSION=$(PYENV_PYTHONS) PATH="$$(pyenv root)/shims:$$PATH")
+# What the Lambda python3.13 runtime provides beside a function (its boto3, pinned in the file):
+# tests/artefact runs the built functions with it and nothing else.
+LAMBDA_RUNTIME_REQUIREMENTS := tests/artefact/runtime-requirements.txt
+LAMBDA_RUNTIME := $(TOOLS)/lambda-runtime-python3.13
+LAMBDA_RUNTIME_STAMP := $(LAMBDA_RUNTIME)/.installed-stamp
 
-.PHONY: help install demo local test unit reliability bench bench-quick lint validate build format clean
+.PHONY: help install demo local test unit reliability bench bench-quick lint validate build lambda-runtime format clean
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml uv.lock
 	@test -x $(BIN)/uv || { $(PYTHON) -m venv $(VENV) && $(BIN)/python -m pip install --quiet --disable-pip-version-check 'uv>=0.5'; }
@@ -35,7 +40,7 @@ demo: $(STAMP)  ## run the archiver locally: moto_server + template.yaml + feed 
 local: $(STAMP)  ## keep emulated AWS + the stack + a feed emulator up for the CLI (Ctrl-C stops)
 	$(BIN)/python -m runway_archiver.cli local
 
-test: $(STAMP) lint validate build  ## lint, type-check, validate and build the template, then run the whole test suite
+test: $(STAMP) lint validate build $(LAMBDA_RUNTIME_STAMP)  ## lint, type-check, validate and build the template, then run the whole test suite
 	@$(BIN)/python -m pytest; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$status
 
@@ -66,6 +71,16 @@ $(CHECKOV):
 	@test -x $(BIN)/uv || $(MAKE) install
 	$(BIN)/uv venv --quiet --python $(PYTHON) $(TOOLS)/checkov
 	$(BIN)/uv pip install --quiet --python $(TOOLS)/checkov/bin/python checkov==$(CHECKOV_VERSION)
+
+# The runtime's boto3, for the runtime's platform (arm64, CPython 3.13), into a cached folder.
+$(LAMBDA_RUNTIME_STAMP): $(LAMBDA_RUNTIME_REQUIREMENTS) | $(STAMP)
+	rm -rf $(LAMBDA_RUNTIME)
+	$(BIN)/uv pip install --quiet --target $(LAMBDA_RUNTIME) --python-version 3.13 \
+		--python-platform aarch64-manylinux2014 --only-binary :all: --requirement $(LAMBDA_RUNTIME_REQUIREMENTS)
+	rm -rf $(LAMBDA_RUNTIME)/bin $(LAMBDA_RUNTIME)/.lock
+	@touch $@
+
+lambda-runtime: $(LAMBDA_RUNTIME_STAMP)  ## the Lambda python3.13 runtime's boto3 in .tools/ (for tests/artefact)
 
 validate: $(STAMP) $(SAM) $(CHECKOV)  ## cfn-lint, sam validate --lint and checkov on template.yaml
 	$(BIN)/cfn-lint template.yaml
