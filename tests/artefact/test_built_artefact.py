@@ -14,7 +14,10 @@ import contextlib
 import json
 import os
 import shutil
+import socket
 import subprocess
+import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -134,6 +137,11 @@ def server_archive(feed: FeedEmulator, monkeypatch: pytest.MonkeyPatch) -> Itera
         yield subscribed_archive(stack, monkeypatch)
 
 
+def trace_id() -> str:
+    """The X-Ray header Lambda gives each invocation of a function with active tracing."""
+    return f"Root=1-{int(time.time()):08x}-{uuid.uuid4().hex[:24]};Parent={uuid.uuid4().hex[:16]};Sampled=1"
+
+
 @dataclass
 class ArtefactRuntime:
     """Invokes the built functions as Lambda would: one fresh interpreter per invocation."""
@@ -142,6 +150,7 @@ class ArtefactRuntime:
     runtime: Path
     functions: dict[str, BuiltFunction]
     archive: Archive
+    xray_daemon: str
     botocore_seen: set[str]
 
     def invoke(self, logical_id: str, event: dict[str, Any]) -> Any:
@@ -160,8 +169,11 @@ class ArtefactRuntime:
             "AWS_EXECUTION_ENV": "AWS_Lambda_python3.13",
             "LAMBDA_TASK_ROOT": str(function.directory),
             "LAMBDA_RUNTIME_DIR": str(self.runtime),
+            # Tracing is active, as the template asks: the X-Ray SDK runs and sends to a socket of ours.
+            "_X_AMZN_TRACE_ID": trace_id(),
+            "AWS_XRAY_DAEMON_ADDRESS": self.xray_daemon,
+            "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
             **self.archive.stack.environments[logical_id],
-            "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon here; the Tracer still imports its SDK
         }
         done = subprocess.run(
             [
@@ -202,8 +214,12 @@ def artefact() -> dict[str, BuiltFunction]:
 @pytest.fixture
 def built(
     python313: str, runtime: Path, artefact: dict[str, BuiltFunction], server_archive: Archive
-) -> ArtefactRuntime:
-    return ArtefactRuntime(python313, runtime, artefact, server_archive, set())
+) -> Iterator[ArtefactRuntime]:
+    # Where the X-Ray SDK sends its segments: a UDP socket that takes them and is never read.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as daemon:
+        daemon.bind(("127.0.0.1", 0))
+        host, port = daemon.getsockname()
+        yield ArtefactRuntime(python313, runtime, artefact, server_archive, f"{host}:{port}", set())
 
 
 def test_the_built_functions_archive_and_announce_on_python313_with_the_runtimes_boto3(
