@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -73,11 +74,18 @@ def run_demo(*, verbose: bool = True) -> int:
         with patched_environ({**every_function, **quiet}):
             # The Lambdas' own entry points, configured by the deploy
             from archiver import handler, webhook, worker
+            from archiver.wiring import build_poller
 
+            # A scheduled minute passes per run here, in about a second: the functions' wall clock
+            # moves with the schedule (a run trusts its event's time only near its wall clock).
+            shift = [0.0]
+            handler._poller, worker._poller = build_poller(os.environ), build_poller(os.environ)
+            handler._poller.wall_clock = worker._poller.wall_clock = lambda: time.time() + shift[0]
             intake = LocalFunctionUrl(webhook.lambda_handler, lambda: LocalLambdaContext("runway-archiver-intake", 10))
             start = datetime.now(UTC).replace(second=0, microsecond=0)
             for run in range(MAX_RUNS):
                 scheduled = start + timedelta(minutes=run)
+                shift[0] = scheduled.timestamp() - time.time()
                 event = {"scheduled_time": scheduled.isoformat().replace("+00:00", "Z")}
                 summary = handler.lambda_handler(event, LocalLambdaContext())
                 say(
