@@ -78,6 +78,11 @@ $(LAMBDA_RUNTIME_STAMP): $(LAMBDA_RUNTIME_REQUIREMENTS) | $(STAMP)
 	$(BIN)/uv pip install --quiet --target $(LAMBDA_RUNTIME) --python-version 3.13 \
 		--python-platform aarch64-manylinux2014 --only-binary :all: --requirement $(LAMBDA_RUNTIME_REQUIREMENTS)
 	rm -rf $(LAMBDA_RUNTIME)/bin $(LAMBDA_RUNTIME)/.lock
+	@# The interpreter tests/artefact runs them with: pyenv's, one uv knows, or python3.13; else uv installs one.
+	@ls "$${PYENV_ROOT:-$$HOME/.pyenv}"/versions/3.13.*/bin/python3.13 >/dev/null 2>&1 \
+		|| $(BIN)/uv python find 3.13 >/dev/null 2>&1 || python3.13 -c '' >/dev/null 2>&1 \
+		|| $(BIN)/uv python install 3.13 \
+		|| echo "WARNING: no Python 3.13 found or installable: tests/artefact will be SKIPPED (set LAMBDA_PYTHON)"
 	@touch $@
 
 lambda-runtime: $(LAMBDA_RUNTIME_STAMP)  ## the Lambda python3.13 runtime's boto3 in .tools/ (for tests/artefact)
