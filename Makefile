@@ -22,8 +22,13 @@ TOOL_ENV := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-eas
 # sam build checks that the runtime's interpreter (python3.13) is on PATH; pyenv builds count.
 PYENV_PYTHONS := $(shell command -v pyenv >/dev/null 2>&1 && pyenv versions --bare 2>/dev/null | grep -E '^3\.1[1-3]\.[0-9]+$$' | paste -sd: -)
 BUILD_ENV := $(TOOL_ENV) $(if $(PYENV_PYTHONS),PYENV_VERSION=$(PYENV_PYTHONS) PATH="$$(pyenv root)/shims:$$PATH")
+# What the Lambda python3.13 runtime provides beside a function (its boto3, pinned in the file):
+# tests/artefact runs the built functions with it and nothing else.
+LAMBDA_RUNTIME_REQUIREMENTS := tests/artefact/runtime-requirements.txt
+LAMBDA_RUNTIME := $(TOOLS)/lambda-runtime-python3.13
+LAMBDA_RUNTIME_STAMP := $(LAMBDA_RUNTIME)/.installed-stamp
 
-.PHONY: help install dynamodb-local demo local test unit reliability bench bench-quick lint validate build format clean
+.PHONY: help install dynamodb-local demo local test unit reliability bench bench-quick lint validate build lambda-runtime format clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -43,7 +48,7 @@ demo: $(STAMP) $(EMBEDDED_DYNAMODB)  ## run the archiver locally: DynamoDB Local
 local: $(STAMP) $(EMBEDDED_DYNAMODB)  ## keep emulated AWS + the stack + a feed emulator up for the CLI (Ctrl-C stops)
 	$(BIN)/python -m runway_archiver.cli local
 
-test: $(STAMP) $(EMBEDDED_DYNAMODB) lint validate build  ## lint, type-check, validate and build the template, then run the whole test suite
+test: $(STAMP) $(EMBEDDED_DYNAMODB) lint validate build $(LAMBDA_RUNTIME_STAMP)  ## lint, type-check, validate and build the template, then run the whole test suite
 	@$(BIN)/python -m pytest; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$status
 
@@ -79,6 +84,21 @@ $(CHECKOV):
 	@test -x $(BIN)/uv || $(MAKE) install
 	$(BIN)/uv venv --quiet --python $(PYTHON) $(TOOLS)/checkov
 	$(BIN)/uv pip install --quiet --python $(TOOLS)/checkov/bin/python checkov==$(CHECKOV_VERSION)
+
+# The runtime's boto3, for the runtime's platform (arm64, CPython 3.13), into a cached folder.
+$(LAMBDA_RUNTIME_STAMP): $(LAMBDA_RUNTIME_REQUIREMENTS) | $(STAMP)
+	rm -rf $(LAMBDA_RUNTIME)
+	$(BIN)/uv pip install --quiet --target $(LAMBDA_RUNTIME) --python-version 3.13 \
+		--python-platform aarch64-manylinux2014 --only-binary :all: --requirement $(LAMBDA_RUNTIME_REQUIREMENTS)
+	rm -rf $(LAMBDA_RUNTIME)/bin $(LAMBDA_RUNTIME)/.lock
+	@# The interpreter tests/artefact runs them with: pyenv's, one uv knows, or python3.13; else uv installs one.
+	@ls "$${PYENV_ROOT:-$$HOME/.pyenv}"/versions/3.13.*/bin/python3.13 >/dev/null 2>&1 \
+		|| $(BIN)/uv python find 3.13 >/dev/null 2>&1 || python3.13 -c '' >/dev/null 2>&1 \
+		|| $(BIN)/uv python install 3.13 \
+		|| echo "WARNING: no Python 3.13 found or installable: tests/artefact will be SKIPPED (set LAMBDA_PYTHON)"
+	@touch $@
+
+lambda-runtime: $(LAMBDA_RUNTIME_STAMP)  ## the Lambda python3.13 runtime's boto3 in .tools/ (for tests/artefact)
 
 validate: $(STAMP) $(SAM) $(CHECKOV)  ## cfn-lint, sam validate --lint and checkov on template.yaml
 	$(BIN)/cfn-lint template.yaml

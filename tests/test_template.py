@@ -148,6 +148,18 @@ def test_the_schedule_is_eventbridge_scheduler_every_minute_and_replayable() -> 
     assert properties["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["ScheduleDeadLetterQueue", "Arn"]}}
 
 
+def test_a_late_tick_still_runs_on_its_own_time() -> None:
+    # A run trusts its event's time only within EVENT_TIME_TOLERANCE_SECONDS of the wall clock. A
+    # tick starts at most the Scheduler's retry window plus the async queue's age limit after its
+    # time: both together must stay inside, or genuine late ticks would run on the wall clock.
+    from archiver.poller import EVENT_TIME_TOLERANCE_SECONDS
+
+    poller = props("PollerFunction")
+    scheduler_retries = poller["Events"]["Schedule"]["Properties"]["RetryPolicy"]["MaximumEventAgeInSeconds"]
+    async_queue = poller["EventInvokeConfig"]["MaximumEventAgeInSeconds"]
+    assert scheduler_retries + async_queue < EVENT_TIME_TOLERANCE_SECONDS
+
+
 def test_the_schedule_reaches_cloudformation_with_its_retry_policy_and_dead_letter_queue(
     expanded: dict[str, Any],
 ) -> None:

@@ -107,7 +107,7 @@ def test_a_task_claimed_by_a_live_run_is_left_alone(archive: Archive, feed: Feed
     archive.table.update_item(
         Key={"task_id": "task-held"},
         UpdateExpression="SET lease_owner = :o, lease_until = :u",
-        ExpressionAttributeValues={":o": "other-run", ":u": int(time.time()) + 300},
+        ExpressionAttributeValues={":o": "other-run", ":u": archive.clock.now() + 300},
     )
 
     summary = archive.run(minutes(0))
@@ -125,7 +125,7 @@ def test_a_claim_left_by_a_crashed_run_is_taken_over_after_its_lease(
     archive.table.update_item(
         Key={"task_id": "task-orphan"},
         UpdateExpression="SET lease_owner = :o, lease_until = :u",
-        ExpressionAttributeValues={":o": "crashed-run", ":u": int(time.time()) - 1},
+        ExpressionAttributeValues={":o": "crashed-run", ":u": archive.clock.now() - 1},
     )
 
     summary = archive.run(minutes(0))
