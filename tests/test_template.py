@@ -7,6 +7,7 @@ template as written and as the SAM transform expands it, so a regression fails C
 
 from __future__ import annotations
 
+import re
 import tomllib
 from typing import Any
 
@@ -15,6 +16,8 @@ import pytest
 from moto import mock_aws
 
 from runway_archiver.local_aws import FAKE_CREDENTIALS, REPO_ROOT, DeployedStack, load_template, transform
+
+from .aws_model import Stack
 
 TEMPLATE = load_template()
 RESOURCES: dict[str, dict[str, Any]] = TEMPLATE["Resources"]
@@ -95,13 +98,58 @@ def test_functions_run_a_supported_python_on_arm64_with_tracing_and_kept_logs(fu
     variables = environment(function)
     assert variables["POWERTOOLS_SERVICE_NAME"] == "runway-archiver"
     assert variables["POWERTOOLS_METRICS_NAMESPACE"] == "RunwayArchiver"
-    log_groups = [
-        p["Properties"]
-        for p in of_type("AWS::Logs::LogGroup").values()
-        if p["Properties"]["LogGroupName"] == {"Fn::Sub": f"/aws/lambda/${{{function}}}"}
-    ]
-    assert len(log_groups) == 1
-    assert log_groups[0]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    log_group = props(function)["LoggingConfig"]["LogGroup"]["Ref"]
+    assert RESOURCES[log_group]["Type"] == "AWS::Logs::LogGroup"
+    assert props(log_group)["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+
+
+@pytest.mark.parametrize("function", ["PollerFunction", "WorkerFunction", "IntakeFunction"])
+def test_each_log_group_exists_before_its_function_writes(expanded: dict[str, Any], function: str) -> None:
+    # Lambda creates /aws/lambda/<function> itself on a first invocation if nothing else has: a
+    # log group named after the function is created after it, and a tick in between makes the
+    # stack's create fail with "already exists". The group must not depend on the function, and
+    # the function must write to it (LoggingConfig.LogGroup), which also orders it first.
+    resources = expanded["Resources"]
+    (log_group,) = _references(resources[function]["Properties"]["LoggingConfig"]["LogGroup"])
+    assert resources[log_group]["Type"] == "AWS::Logs::LogGroup"
+    assert not {function, *_references(resources[function])} & _all_dependencies(resources, log_group) - {log_group}
+    name = Stack(expanded, name="prod").resolve(resources[log_group]["Properties"]["LogGroupName"])
+    assert name.startswith("/aws/lambda/prod/")  # still found where Lambda logs are looked for
+
+
+def _references(value: Any) -> set[str]:
+    """Logical ids a template fragment refers to (Ref, Fn::GetAtt, Fn::Sub)."""
+    found: set[str] = set()
+    if isinstance(value, list):
+        for item in value:
+            found |= _references(item)
+    elif isinstance(value, dict):
+        for key, argument in value.items():
+            if key == "Ref" and isinstance(argument, str) and not argument.startswith("AWS::"):
+                found.add(argument)
+            elif key == "Fn::GetAtt":
+                found.add(argument[0] if isinstance(argument, list) else argument.split(".")[0])
+            elif key == "Fn::Sub":
+                text = argument if isinstance(argument, str) else argument[0]
+                found |= {m.split(".")[0] for m in re.findall(r"\$\{([^}!]+)\}", text) if not m.startswith("AWS::")}
+                found |= _references(argument[1] if isinstance(argument, list) else [])
+            else:
+                found |= _references(argument)
+    return found
+
+
+def _all_dependencies(resources: dict[str, Any], logical_id: str) -> set[str]:
+    """Every resource `logical_id` waits for, directly or not (references and DependsOn)."""
+    seen: set[str] = set()
+    todo = [logical_id]
+    while todo:
+        current = todo.pop()
+        if current in seen or current not in resources:
+            continue
+        seen.add(current)
+        resource = resources[current]
+        todo.extend(_references(resource.get("Properties", {})) | set(_as_list(resource.get("DependsOn", []))))
+    return seen
 
 
 def test_the_poller_time_budget_fits_its_timeout_and_its_lease() -> None:
@@ -120,7 +168,8 @@ def test_the_poller_time_budget_fits_its_timeout_and_its_lease() -> None:
 
 def test_overlapping_poller_runs_are_bounded_and_failed_runs_are_parked() -> None:
     poller = props("PollerFunction")
-    assert 1 <= poller["ReservedConcurrentExecutions"] <= 2
+    reserved = poller["ReservedConcurrentExecutions"]["Fn::If"]
+    assert reserved[0] == "ReservesConcurrency" and 1 <= reserved[1] <= 2
     assert poller["DeadLetterQueue"] == {"Type": "SQS", "TargetArn": {"Fn::GetAtt": ["PollerDeadLetterQueue", "Arn"]}}
     assert poller["EventInvokeConfig"]["MaximumRetryAttempts"] == 0
 
@@ -148,7 +197,9 @@ def test_the_schedule_reaches_cloudformation_with_its_retry_policy_and_dead_lett
 
 
 def test_worker_concurrency_bounds_the_load_on_the_feed() -> None:
-    work = props("WorkerFunction")["Events"]["Work"]["Properties"]
+    (work,) = [p["Properties"] for p in of_type("AWS::Lambda::EventSourceMapping").values()]
+    assert work["FunctionName"] == {"Ref": "WorkerFunction"}
+    assert work["EventSourceArn"] == {"Fn::GetAtt": ["WorkQueue", "Arn"]}
     assert work["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "WorkerMaxConcurrency"}}
     assert work["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     queue = props("WorkQueue")
@@ -158,7 +209,8 @@ def test_worker_concurrency_bounds_the_load_on_the_feed() -> None:
 
 def test_the_callback_intake_is_bounded_and_its_token_generated_at_deploy() -> None:
     intake = props("IntakeFunction")
-    assert intake["ReservedConcurrentExecutions"] <= 10
+    reserved = intake["ReservedConcurrentExecutions"]["Fn::If"]
+    assert reserved[0] == "ReservesConcurrency" and reserved[1] <= 10
     assert intake["FunctionUrlConfig"] == {"AuthType": "NONE"}  # the token is checked in code
     token = props("CallbackTokenSecret")
     assert "SecretString" not in token
@@ -205,7 +257,7 @@ def test_archived_media_move_to_a_cheaper_class_and_open_uploads_are_aborted() -
     rules = {rule["Id"]: rule for rule in props("ArchiveBucket")["LifecycleConfiguration"]["Rules"]}
     assert rules["abort-incomplete-multipart-uploads"]["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"] >= 1
     archive = rules["archive-media"]
-    assert archive["Prefix"] == "runway/"
+    assert archive["Prefix"] == {"Fn::Sub": "${KeyPrefix}/"}
     (transition,) = archive["Transitions"]
     assert transition["StorageClass"] == {"Ref": "ArchiveStorageClass"}
     assert transition["TransitionInDays"] == {"Fn::If": ["HasTransition", {"Ref": "ArchiveTransitionDays"}, 30]}
@@ -292,7 +344,7 @@ def test_the_poller_touches_only_its_own_resources(expanded: dict[str, Any]) -> 
     grants = _granted(expanded, "PollerFunctionRole")
     assert grants["secretsmanager:GetSecretValue"] == [{"Ref": "ApiKeySecret"}]
     assert grants["sns:Publish"] == [{"Ref": "CompletionTopic"}]
-    assert grants["s3:PutObject"] == [{"Fn::Sub": "${ArchiveBucket.Arn}/runway/*"}]
+    assert grants["s3:PutObject"] == [{"Fn::Sub": "${ArchiveBucket.Arn}/${KeyPrefix}/*"}]
     assert grants["dynamodb:UpdateItem"] == [{"Fn::GetAtt": ["TasksTable", "Arn"]}]
     assert grants["dynamodb:Query"] == [{"Fn::Sub": "${TasksTable.Arn}/index/*"}]
     assert "dynamodb:Scan" not in grants  # discovery is a Query on an index, never a Scan
