@@ -114,7 +114,7 @@ class Stack:
             return physical
         return f"{physical}.{attribute}"
 
-    def resolve(self, value: Any) -> Any:
+    def resolve(self, value: Any) -> Any:  # noqa: PLR0911 - one return per intrinsic function
         if isinstance(value, list):
             items = [self.resolve(v) for v in value]
             return [v for v in items if v is not NO_VALUE]
@@ -220,7 +220,7 @@ def _applies(statement: dict[str, Any], request: Request, *, resource_policy: bo
 
 
 def _principal_matches(principal: Any, who: Principal) -> bool:
-    if principal == "*" or principal == {"AWS": "*"}:
+    if principal in ("*", {"AWS": "*"}):
         return True
     if not isinstance(principal, dict) or set(principal) - {"AWS"}:
         raise NotImplementedError(f"principal {principal}")
