@@ -17,7 +17,7 @@ TOOL_ENV := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-eas
 PYENV_PYTHONS := $(shell command -v pyenv >/dev/null 2>&1 && pyenv versions --bare 2>/dev/null | grep -E '^3\.1[1-3]\.[0-9]+$$' | paste -sd: -)
 BUILD_ENV := $(TOOL_ENV) $(if $(PYENV_PYTHONS),PYENV_VERSION=$(PYENV_PYTHONS) PATH="$$(pyenv root)/shims:$$PATH")
 
-.PHONY: help install demo local test unit reliability bench bench-quick lint validate build format clean
+.PHONY: help install demo local test unit reliability bench bench-quick lint validate build deploy api-key format clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -80,6 +80,15 @@ build: $(STAMP) $(SAM)  ## sam build (python3.13, arm64), drop what the runtime 
 		$(BIN)/python scripts/package_lambda.py .aws-sam/build; \
 	fi
 	$(BIN)/python scripts/check_package.py --prune .aws-sam/build
+
+# `sam deploy` without --guided: samconfig.toml gives the stack name, CAPABILITY_IAM, the artefact
+# bucket (resolve_s3) and a change set to confirm; the region is your AWS configuration's
+# (TOOL_ENV's us-east-1 fallback is not used here: it would override your profile's region).
+deploy: build  ## build, then sam deploy to your AWS account (samconfig.toml); DEPLOY_ARGS="--parameter-overrides K=V"
+	SAM_CLI_TELEMETRY=0 $(SAM) deploy $(DEPLOY_ARGS)
+
+api-key: $(STAMP)  ## put the CometAPI key (asked for, not echoed) into the deployed stack's secret; STACK=name
+	$(BIN)/python scripts/put_api_key.py $(if $(STACK),--stack $(STACK))
 
 format: $(STAMP)  ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix functions src tests bench scripts
