@@ -12,14 +12,16 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
-from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from runway_archiver.operator import default_stack_name
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PROG = "make api-key"
