@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import boto3
 import pytest
+from moto import mock_aws
 
 from runway_archiver.emulator import FeedEmulator, media_sha256
-from tests.conftest import Archive, load_event
+from runway_archiver.local_aws import deploy
+from tests.conftest import API_KEY, Archive, load_event, subscribed_archive
 
 Minutes = Callable[[int], str]
 
@@ -239,3 +242,31 @@ def test_an_event_without_a_time_runs_on_the_wall_clock(archive: Archive) -> Non
 def test_an_unreadable_event_time_is_a_clear_error(archive: Archive) -> None:
     with pytest.raises(ValueError, match="scheduled_time"):
         archive.run(event={"scheduled_time": "yesterday"})
+
+
+def test_a_stack_deployed_with_another_key_prefix_archives_under_it(
+    feed: FeedEmulator, monkeypatch: pytest.MonkeyPatch, minutes: Minutes
+) -> None:
+    # Given the stack deployed with KeyPrefix=media (its S3 grant and lifecycle rule follow it:
+    # tests/test_template.py), a task that succeeds
+    parameters = {"CometApiBaseUrl": feed.base_url, "AllowedPrivateNetworks": "127.0.0.1/32", "KeyPrefix": "media"}
+    with mock_aws():
+        archive = subscribed_archive(
+            deploy(boto3.session.Session(), api_key=API_KEY, parameters=parameters), monkeypatch
+        )
+        assert archive.stack.function_environment["KEY_PREFIX"] == "media"
+        feed.add_task("task-prefixed", "3")
+        archive.register("task-prefixed")
+
+        # When a run archives it
+        archive.run(minutes(0))
+
+        # Then every object is under media/, where the functions may write, and nothing under runway/
+        assets = archive.item("task-prefixed")["assets"]
+        assert {asset["key"] for asset in assets.values()} == {
+            "media/task-prefixed/video.mp4",
+            "media/task-prefixed/poster.png",
+            "media/task-prefixed/last_frame.png",
+        }
+        listed = boto3.client("s3").list_objects_v2(Bucket=archive.stack.bucket_name)["Contents"]
+        assert all(o["Key"].startswith("media/") for o in listed)
