@@ -28,7 +28,7 @@ LAMBDA_RUNTIME_REQUIREMENTS := tests/artefact/runtime-requirements.txt
 LAMBDA_RUNTIME := $(TOOLS)/lambda-runtime-python3.13
 LAMBDA_RUNTIME_STAMP := $(LAMBDA_RUNTIME)/.installed-stamp
 
-.PHONY: help install dynamodb-local demo local test unit reliability bench bench-quick lint validate build lambda-runtime format clean
+.PHONY: help install dynamodb-local demo local test unit reliability bench bench-quick lint validate build lambda-runtime deploy api-key format clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -113,6 +113,15 @@ build: $(STAMP) $(SAM)  ## sam build (python3.13, arm64), drop what the runtime 
 		$(BIN)/python scripts/package_lambda.py .aws-sam/build; \
 	fi
 	$(BIN)/python scripts/check_package.py --prune .aws-sam/build
+
+# `sam deploy` without --guided: samconfig.toml gives the stack name, CAPABILITY_IAM, the artefact
+# bucket (resolve_s3) and a change set to confirm; the region is your AWS configuration's
+# (TOOL_ENV's us-east-1 fallback is not used here: it would override your profile's region).
+deploy: build  ## build, then sam deploy to your AWS account (samconfig.toml); DEPLOY_ARGS="--parameter-overrides K=V"
+	SAM_CLI_TELEMETRY=0 $(SAM) deploy $(DEPLOY_ARGS)
+
+api-key: $(STAMP)  ## put the CometAPI key (asked for, not echoed) into the deployed stack's secret; STACK=name
+	$(BIN)/python scripts/put_api_key.py $(if $(STACK),--stack $(STACK))
 
 format: $(STAMP)  ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix functions src tests bench scripts

@@ -107,10 +107,17 @@ def provider() -> str:
 
 
 @pytest.fixture
+def extra_parameters() -> dict[str, str]:
+    """More template parameters for the stack; parametrize it to deploy another configuration."""
+    return {}
+
+
+@pytest.fixture
 def stack(
     feed: FeedEmulator,
     allowed_networks: str,
     provider: str,
+    extra_parameters: dict[str, str],
     dynamodb_local: DynamoDBLocal | None,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[DeployedStack]:
@@ -125,7 +132,11 @@ def stack(
         deployed = deploy(
             boto3.session.Session(),
             api_key=API_KEY,
-            parameters={**feed.stack_parameters(provider), "AllowedPrivateNetworks": allowed_networks},
+            parameters={
+                **feed.stack_parameters(provider),
+                "AllowedPrivateNetworks": allowed_networks,
+                **extra_parameters,
+            },
         )
         yield deployed
     if dynamodb_local is not None:  # moto forgets its resources with the mock; DynamoDB Local is shared

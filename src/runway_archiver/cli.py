@@ -72,7 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     retry = commands.add_parser("retry", parents=[common], help="put FAILED or EXPIRED tasks back to PENDING")
     retry.add_argument("task_ids", nargs="+", metavar="TASK_ID")
 
-    replay = commands.add_parser("replay", parents=[common], help="publish a task's event again (same event id)")
+    replay = commands.add_parser(
+        "replay", parents=[common], help="have the archiver publish a task's event again (same event id)"
+    )
     replay.add_argument("task_ids", nargs="+", metavar="TASK_ID")
 
     run = commands.add_parser("run", parents=[common], help="one poller run now (in-process against emulated AWS)")
@@ -238,8 +240,10 @@ def _replay(args: argparse.Namespace, out: Output) -> int:
     archive, _ = _archive(args)
     done, refused = _each(args.task_ids, archive.replay)
     out.emit(
-        {"published": done, "refused": refused},
-        lambda: (f"{t}: event published again (SNS message {m})" for t, m in done.items()),
+        {"queued": list(done), "refused": refused},
+        lambda: (
+            f"{t}: its event (same id) will be published by the next run; `{PROG} run` publishes it now" for t in done
+        ),
     )
     return 1 if refused else 0
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import boto3
 import pytest
 
 from runway_archiver.emulator import FeedEmulator, media_sha256
@@ -288,3 +289,27 @@ def test_an_event_without_a_time_runs_on_the_wall_clock(archive: Archive) -> Non
 def test_an_unreadable_event_time_is_a_clear_error(archive: Archive) -> None:
     with pytest.raises(ValueError, match="scheduled_time"):
         archive.run(event={"scheduled_time": "yesterday"})
+
+
+@pytest.mark.parametrize("extra_parameters", [{"KeyPrefix": "media"}])
+def test_a_stack_deployed_with_another_key_prefix_archives_under_it(
+    archive: Archive, feed: FeedEmulator, minutes: Minutes
+) -> None:
+    # Given the stack deployed with KeyPrefix=media (its S3 grant and lifecycle rule follow it:
+    # tests/test_template.py), a task that succeeds
+    assert archive.stack.function_environment["KEY_PREFIX"] == "media"
+    feed.add_task("task-prefixed", "3")
+    archive.register("task-prefixed")
+
+    # When a run archives it
+    archive.run(minutes(0))
+
+    # Then every object is under media/, where the functions may write, and nothing under runway/
+    assets = archive.item("task-prefixed")["assets"]
+    assert {asset["key"] for asset in assets.values()} == {
+        "media/task-prefixed/video.mp4",
+        "media/task-prefixed/poster.png",
+        "media/task-prefixed/last_frame.png",
+    }
+    listed = boto3.client("s3").list_objects_v2(Bucket=archive.stack.bucket_name)["Contents"]
+    assert all(o["Key"].startswith("media/") for o in listed)

@@ -184,12 +184,24 @@ def test_replay_publishes_the_same_event_again(after_one_run: Cli) -> None:
     sns.subscribe(TopicArn=after_one_run.stack.topic_arn, Protocol="sqs", Endpoint=queue_arn)
     stored = json.loads(after_one_run.json("show", "cli-done")["item"]["event"])
 
+    # replay publishes nothing with the operator's own credentials (the topic's policy denies
+    # every publisher but the archiver's roles): it puts the event back in the outbox
     replayed = after_one_run.json("replay", "cli-done")
-    assert list(replayed["published"]) == ["cli-done"]
+    assert replayed == {"queued": ["cli-done"], "refused": {}}
+    assert sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []) == []
+    again = after_one_run("replay", "cli-done")
+    assert again.returncode == 1
+    assert again.stderr.strip() == (
+        "runway-archiver: cli-done: its event is already waiting to be published; the next run publishes it"
+    )
+
+    # and the next run, as the poller's role, publishes it once
+    assert after_one_run("run", "--no-progress").returncode == 0
     (message,) = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)["Messages"]
     envelope = json.loads(message["Body"])
     assert json.loads(envelope["Message"]) == stored  # same id, same body
     assert envelope["MessageAttributes"]["type"]["Value"] == "runway.task.archived"
+    assert "outbox" not in after_one_run.json("show", "cli-done")["item"]
 
 
 def test_replay_of_a_task_without_an_outcome_is_refused(after_one_run: Cli) -> None:
