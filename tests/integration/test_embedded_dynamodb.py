@@ -94,7 +94,7 @@ def test_a_ttl_attribute_given_to_the_stack_is_set_on_the_table(
 
 def test_without_java_the_demo_says_how_to_get_it_in_one_line(tmp_path: Path) -> None:
     # Given a machine with no java on PATH (the interpreter is named by its full path)
-    done = _cli("demo", "--quiet", PATH=str(tmp_path))
+    done = _cli("demo", "--quiet", PATH=str(tmp_path), **{DYNAMODB_SWITCH: "local"})
 
     # Then the demo stops at once with one line saying what to install, or how to do without
     assert done.returncode == 1
