@@ -1,6 +1,7 @@
 """`make demo`: the whole archiver, locally.
 
-moto_server (its own process, on loopback) plays AWS; template.yaml is deployed into it; the feed
+DynamoDB Local (Amazon's own engine) and moto_server (each its own process, on loopback) play
+AWS; template.yaml is deployed into them; the feed
 emulator plays CometAPI and its CDN; a few tasks are registered (one answers in today's task
 envelope, the others in the 2024 page's dialect); the poller is invoked the way the schedule would
 invoke it, one scheduled minute at a time, until every task has ended (the worker consumes the work
@@ -18,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -65,6 +67,8 @@ def run_demo(*, verbose: bool = True) -> int:
         patched_environ({**moto.environment(), "POWERTOOLS_TRACE_DISABLED": "true"}),
     ):
         say(f"emulated AWS (moto_server) at {moto.endpoint}; feed emulator at {feed.base_url}")
+        if moto.dynamodb:
+            say(f"DynamoDB: {moto.dynamodb_engine} at {moto.dynamodb.endpoint}")
         for task_id, (script, options) in {**DEMO_TASKS, **RUNWAY_TASKS}.items():
             feed.add_task(task_id, script, **options)
 
@@ -75,6 +79,8 @@ def run_demo(*, verbose: bool = True) -> int:
             parameters=feed.stack_parameters(),  # the emulated CDN lives on loopback: allowed
         )
         say(f"deployed template.yaml as stack {stack.stack_name}: table {stack.table_name}, bucket {stack.bucket_name}")
+        if stack.ignored:
+            say(f"  {moto.dynamodb_engine} ignores {', '.join(sorted(stack.ignored))}")
         sqs = session.client("sqs")
         queue_url = _subscribe_queue(session, stack.topic_arn)
 
@@ -91,11 +97,18 @@ def run_demo(*, verbose: bool = True) -> int:
         with patched_environ({**every_function, **quiet}):
             # The Lambdas' own entry points, configured by the deploy
             from archiver import handler, webhook, worker
+            from archiver.wiring import build_poller
 
+            # A scheduled minute passes per run here, in about a second: the functions' wall clock
+            # moves with the schedule (a run trusts its event's time only near its wall clock).
+            shift = [0.0]
+            handler._poller, worker._poller = build_poller(os.environ), build_poller(os.environ)
+            handler._poller.wall_clock = worker._poller.wall_clock = lambda: time.time() + shift[0]
             intake = LocalFunctionUrl(webhook.lambda_handler, lambda: LocalLambdaContext("runway-archiver-intake", 10))
             start = datetime.now(UTC).replace(second=0, microsecond=0)
             for run in range(MAX_RUNS):
                 scheduled = start + timedelta(minutes=run)
+                shift[0] = scheduled.timestamp() - time.time()
                 event = {"scheduled_time": scheduled.isoformat().replace("+00:00", "Z")}
                 with logs["PollerFunction"].capture(handler):
                     summary = handler.lambda_handler(event, LocalLambdaContext())
@@ -123,10 +136,6 @@ def run_demo(*, verbose: bool = True) -> int:
         print(f"\nStack {runway.stack_name} (Provider=runway)")
         ok = _report(session, runway.table_name, runway.bucket_name, sqs, runway_queue_url) and ok
         _status(session, stack.stack_name)
-    print(
-        f"\nThe functions' log lines are in {LOG_FILE}. Next: `make local` keeps such an archive up, and "
-        "`.venv/bin/runway-archiver track|run|list|show|status` works against it (README, Operator CLI)."
-    )
     return 0 if ok else 1
 
 
@@ -137,8 +146,9 @@ def _archive_through_runway(
     quiet: dict[str, str],
     say: Callable[..., None],
 ) -> tuple[DeployedStack, str, FunctionOutput]:
-    """A second stack, Provider=runway, archiving RUNWAY_TASKS through the emulated Runway API."""
+    """A second stack, deployed with Provider=runway, archives its tasks through the emulated Runway API."""
     from archiver import handler
+    from archiver.wiring import build_poller
 
     runway = deploy(session, stack_name=RUNWAY_STACK, api_key=DEMO_KEY, parameters=feed.stack_parameters("runway"))
     say(f"\ndeployed a second stack {runway.stack_name} with Provider=runway: it polls Runway's own API")
@@ -146,9 +156,12 @@ def _archive_through_runway(
     register_tasks(session.resource("dynamodb").Table(runway.table_name), RUNWAY_TASKS)
     output = FunctionOutput()
     with patched_environ({**runway.function_environment, **quiet}), output.capture(handler):
-        handler._poller = None  # a new container, configured for the second stack
+        handler._poller = build_poller(os.environ)  # a new container, configured for the second stack
+        shift = [0.0]
+        handler._poller.wall_clock = lambda: time.time() + shift[0]  # moves with the schedule, as above
         for run in range(MAX_RUNS):
             scheduled = start + timedelta(minutes=run)
+            shift[0] = scheduled.timestamp() - time.time()
             summary = handler.lambda_handler(
                 {"scheduled_time": scheduled.isoformat().replace("+00:00", "Z")}, LocalLambdaContext()
             )
@@ -167,13 +180,16 @@ def _keep_logs(session: boto3.session.Session, stacks: dict[str, dict[str, Funct
             str(r["LogicalResourceId"]): str(r.get("PhysicalResourceId")) for r in summaries["StackResourceSummaries"]
         }
         for logical_id, output in outputs.items():
-            output.deliver(session, f"/aws/lambda/{physical[logical_id]}", "demo")
+            # Where Lambda would have put it: the function's LoggingConfig group, else its default one.
+            configuration = session.client("lambda").get_function_configuration(FunctionName=physical[logical_id])
+            group = configuration.get("LoggingConfig", {}).get("LogGroup") or f"/aws/lambda/{physical[logical_id]}"
+            output.deliver(session, group, "demo")
             lines.extend(output.lines())
     LOG_FILE.write_text("".join(f"{line}\n" for line in lines))
 
 
 def _status(session: boto3.session.Session, stack_name: str) -> None:
-    """`runway-archiver status` of the demo's archive, as a user would run it next."""
+    """`runway-archiver status` of the demo's archive, as a user would run it next; then where to look next."""
     from .status import archive_status
 
     resources = StackResources.find(session, stack_name)
@@ -181,6 +197,10 @@ def _status(session: boto3.session.Session, stack_name: str) -> None:
     print(f"\n$ runway-archiver status --stack {stack_name}")
     for line in archive_status(Archive(session, resources.table_name, resources), session, now).lines(now):
         print(line)
+    print(
+        f"\nThe functions' log lines are in {LOG_FILE}. Next: `make local` keeps such an archive up, and "
+        "`.venv/bin/runway-archiver track|run|list|show|status` works against it (README, Operator CLI)."
+    )
 
 
 def _subscribe_queue(session: boto3.session.Session, topic_arn: str, name: str = "demo-completion-events") -> str:

@@ -165,13 +165,15 @@ def cli_command() -> str:
     return shlex.quote(str(script)) if script.is_file() else f"{shlex.quote(sys.executable)} -m runway_archiver.cli"
 
 
-def serve_local(port: int, feed_port: int) -> int:
+def serve_local(port: int, feed_port: int, dynamodb_port: int | None = None) -> int:
     """Keep an embedded AWS with the stack deployed, and a feed emulator, up until interrupted."""
     import boto3
 
     from .emulator import FeedEmulator
 
-    for what, number, option in (("emulated AWS", port, "--port"), ("feed emulator", feed_port, "--feed-port")):
+    ports = [("emulated AWS", port, "--port"), ("feed emulator", feed_port, "--feed-port")]
+    ports += [("DynamoDB Local", dynamodb_port, "--dynamodb-port")] if dynamodb_port else []
+    for what, number, option in ports:
         if port_in_use(number):
             print(
                 f"runway-archiver: port {number} (for the {what}) is in use, maybe by another `make local`: "
@@ -180,7 +182,7 @@ def serve_local(port: int, feed_port: int) -> int:
             )
             return 1
     with (
-        MotoServer(port) as moto,
+        MotoServer(port, dynamodb_port=dynamodb_port) as moto,
         FeedEmulator(
             api_key=LOCAL_API_KEY, port=feed_port, default_script=LOCAL_SCRIPT, default_dialect="task-envelope"
         ) as feed,
@@ -194,10 +196,14 @@ def serve_local(port: int, feed_port: int) -> int:
         cli = cli_command()
         print(f"emulated AWS at {moto.endpoint}, stack {stack.stack_name} deployed; feed emulator at {feed.base_url}")
         print(f"table {stack.table_name}, bucket {stack.bucket_name}")
+        dynamodb = moto.dynamodb.endpoint if moto.dynamodb else None
+        print(f"DynamoDB: {moto.dynamodb_engine}" + (f" at {dynamodb}" if dynamodb else ""))
         print("every task id the feed is asked about is queued, then running, then succeeds (4 polls, 30 s apart),")
         print("answered in today's task envelope; stack", runway.stack_name, "polls the emulated Runway API instead.")
         print("In another terminal:\n")
         print(f"  export AWS_ENDPOINT_URL={moto.endpoint} AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing")
+        if dynamodb:
+            print(f"  export AWS_ENDPOINT_URL_DYNAMODB={dynamodb}")
         print(f"  export AWS_DEFAULT_REGION=us-east-1 RUNWAY_ARCHIVER_STACK={stack.stack_name}")
         print(f"  export TABLE={stack.table_name}   # for the README's aws dynamodb put-item")
         print(f"  {cli} track my-first-task && {cli} run && {cli} list")

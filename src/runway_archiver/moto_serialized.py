@@ -3,7 +3,9 @@
 moto's backends keep their state in plain dicts without locks, so two concurrent conditional
 writes to one DynamoDB item could both pass their condition. Real DynamoDB never allows that, and
 the archiver's claims depend on it. Serialising requests gives the emulation the same guarantee;
-connections are still accepted concurrently.
+connections are still accepted concurrently. DynamoDB is normally served by DynamoDB Local, atomic
+by itself; then this guards only the services left in moto (and DynamoDB again with
+RUNWAY_ARCHIVER_DYNAMODB=moto).
 """
 
 from __future__ import annotations

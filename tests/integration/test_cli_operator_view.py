@@ -55,6 +55,12 @@ def _status(cli: Cli, *args: str) -> subprocess.CompletedProcess[str]:
     return done
 
 
+def _table(cli: Cli) -> Any:
+    """The stack's table, wherever the embedded DynamoDB lives (DynamoDB Local or moto)."""
+    endpoint = cli.moto.environment().get("AWS_ENDPOINT_URL_DYNAMODB", cli.moto.endpoint)
+    return cli.session().resource("dynamodb", endpoint_url=endpoint).Table(cli.stack.table_name)
+
+
 def _queue_url(cli: Cli, logical_id: str, stack: str = STACK) -> str:
     resources = cli.client("cloudformation").list_stack_resources(StackName=stack)["StackResourceSummaries"]
     return next(str(r["PhysicalResourceId"]) for r in resources if r["LogicalResourceId"] == logical_id)
@@ -88,9 +94,7 @@ def test_status_of_a_healthy_archive_says_so_and_exits_0(cli: Cli) -> None:
 def test_status_counts_with_a_query_per_status_never_a_scan(cli: Cli) -> None:
     # moto_server keeps no request log; the proof is in the code path: a table without the status
     # index would fail a Query. Here: a COUNT over many items comes back right.
-    table = boto3.resource("dynamodb", endpoint_url=cli.moto.endpoint, region_name="us-east-1").Table(
-        cli.stack.table_name
-    )
+    table = _table(cli)
     with table.batch_writer() as batch:
         for n in range(30):
             batch.put_item(Item={"task_id": f"st-old-{n}", "status": "EXPIRED"})
@@ -103,9 +107,7 @@ def test_status_counts_with_a_query_per_status_never_a_scan(cli: Cli) -> None:
 
 
 def test_status_names_a_stuck_task_and_exits_1(cli: Cli) -> None:
-    table = boto3.resource("dynamodb", endpoint_url=cli.moto.endpoint, region_name="us-east-1").Table(
-        cli.stack.table_name
-    )
+    table = _table(cli)
     first_seen = int(str(table.get_item(Key={"task_id": "st-slow"})["Item"]["first_seen_at"]))
     table.update_item(
         Key={"task_id": "st-slow"},
