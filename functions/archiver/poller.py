@@ -507,7 +507,9 @@ def _manifest_reference(manifest: StoredAsset | None) -> dict[str, Any] | None:
         "bucket": manifest.bucket,
         "key": manifest.key,
         "version_id": manifest.version_id,
+        "size": manifest.size,
         "sha256": manifest.sha256,
+        "checksum_sha256": manifest.checksum_sha256,
     }
 
 
