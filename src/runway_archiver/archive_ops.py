@@ -346,10 +346,16 @@ def forget(archive: Archive, task_id: str, *, allow_again: bool = False, now: da
     result.event_id = json.loads(event)["id"]
     archive.table.update_item(
         Key={"task_id": task_id},
-        UpdateExpression="SET #outbox = :unannounced, #event = :event",
+        # completed_at is the outbox index's sort key: without it the next run would not see the event
+        UpdateExpression="SET #outbox = :unannounced, #event = :event, completed_at = :at",
         ConditionExpression="#status = :forgotten",
         ExpressionAttributeNames={"#outbox": "outbox", "#event": "event", "#status": "status"},
-        ExpressionAttributeValues={":unannounced": UNANNOUNCED, ":event": event, ":forgotten": FORGOTTEN},
+        ExpressionAttributeValues={
+            ":unannounced": UNANNOUNCED,
+            ":event": event,
+            ":forgotten": FORGOTTEN,
+            ":at": _iso(moment),
+        },
     )
     try:
         EventPublisher(archive.session.client("sns"), archive.resources.topic_arn).publish(event)

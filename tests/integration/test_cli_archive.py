@@ -243,7 +243,7 @@ def test_forget_erases_every_version_the_manifest_and_the_item(cli: Cli) -> None
     assert _versions(cli, "runway/arc-forget/") == []
     item = cli.json("show", "arc-forget")["item"]
     assert item["status"] == "FORGOTTEN"
-    assert set(item) == {"task_id", "status", "provider_name", "forgotten_at", "event", "announced_at"}
+    assert set(item) == {"task_id", "status", "provider_name", "forgotten_at", "completed_at", "event", "announced_at"}
     [message] = cli.client("sqs").receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)["Messages"]
     event = json.loads(message["Body"])
     assert (event["type"], event["subject"], event["data"]["status"]) == (
