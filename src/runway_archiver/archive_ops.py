@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from archiver.events import BASE_ASSET_ROLES, EventPublisher, build_event, encode
-from archiver.poller import VALID_TASK_ID
 from archiver.tasks import ARCHIVED, FORGOTTEN, STATUS_INDEX, UNANNOUNCED, from_dynamo
 
 from .operator import Archive, OperatorError
@@ -302,6 +301,10 @@ def forget(archive: Archive, task_id: str, *, allow_again: bool = False, now: da
     event (through the item's outbox, so a publish that fails is made by the next run). Running it
     again finishes an erasure that was cut short. Refused while a run holds the task.
     """
+    # Imported here: the poller module names its Powertools logger after the service at import time,
+    # and the demo sets the service's environment only after the CLI is loaded.
+    from archiver.poller import VALID_TASK_ID
+
     if not VALID_TASK_ID.fullmatch(task_id):
         raise OperatorError(f"{task_id!r} is not a task id")
     moment = now or datetime.now(UTC)

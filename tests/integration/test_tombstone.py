@@ -53,8 +53,10 @@ def test_a_late_callback_and_a_re_registration_do_not_bring_a_forgotten_task_bac
     archive.run(minutes(1))
     assert archive.item("gone-task")["status"] == "FORGOTTEN"
     assert archive.events() == []  # nothing archived or announced again
-    listed = boto3.client("s3").list_object_versions(Bucket=archive.stack.bucket_name, Prefix="runway/gone-task/")
-    assert "Versions" not in listed and "DeleteMarkers" not in listed
+    listed: dict[str, Any] = dict(
+        boto3.client("s3").list_object_versions(Bucket=archive.stack.bucket_name, Prefix="runway/gone-task/")
+    )
+    assert not listed.get("Versions") and not listed.get("DeleteMarkers")
 
 
 def test_a_forgotten_event_that_could_not_be_published_is_published_by_the_next_run_once(
