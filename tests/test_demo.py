@@ -28,7 +28,7 @@ def test_the_demo_archives_every_task_and_announces_each_once() -> None:
     assert "demo-quick-cat     ARCHIVED" in report
     assert "demo-moderated     FAILED" in report
     assert "runway.task.failed" in report
-    assert report.count("runway.task.archived") == 6
+    assert report.count("runway.task.archived  ") == 6  # the events' lines
     # today's task envelope, and Runway's own API as the provider (two outputs: video and video_2)
     assert "demo-envelope-fox  ARCHIVED  polls=3  answered in task-envelope" in report
     assert "demo-runway-owl    ARCHIVED  polls=4  answered in runway-task" in report
