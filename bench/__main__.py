@@ -1,6 +1,7 @@
 """`make bench`: every figure of the performance issue, measured in one run, one line each.
 
-Against the embedded AWS (moto_server in its own process, template.yaml deployed) and the feed/CDN
+Against the embedded AWS (DynamoDB Local and moto_server, each its own process; template.yaml
+deployed) and the feed/CDN
 emulator on 127.0.0.1. Prints the figure, its target, the ratio that decides it, then the cost
 model computed from the measured durations. Not a test: nothing here asserts on time.
 
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes: checks the harness, not the targets")
-    parser.add_argument("--skip-scale-out", action="store_true", help="leave out the 5,000-task drain (minutes)")
+    parser.add_argument("--skip-scale-out", action="store_true", help="leave out the 2,000-task drain (minutes)")
     args = parser.parse_args(argv)
     quick = args.quick
     started = time.monotonic()
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         f"phase: {latency_details['worst_after_fast_phase_seconds']:.0f} s"
     )
     if not args.skip_scale_out:
-        scaled, runs = scale_out.measure(tasks=300 if quick else 5000, latency=0.5)
+        scaled, runs = scale_out.measure(tasks=300 if quick else 2000, latency=0.1)
         report(scaled)
         for run in runs:
             print(f"   {run}")

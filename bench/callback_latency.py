@@ -27,7 +27,7 @@ from runway_archiver.local_aws import LocalLambdaContext, MotoServer, deploy, pa
 from runway_archiver.local_function_url import LocalFunctionUrl
 from runway_archiver.local_queue import drain
 
-from .harness import subscribed_queue, wait_for_event
+from .harness import shared_dynamodb, subscribed_queue, wait_for_event
 
 SCHEDULE_INTERVAL_SECONDS = 60.0  # template default: rate(1 minute)
 KEY = "bench-key"
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def measure(tasks: int, latency: float) -> tuple[list[float], float]:
     with (
-        MotoServer() as moto,
+        MotoServer(dynamodb=shared_dynamodb()) as moto,
         FeedEmulator(api_key=KEY, latency=latency) as feed,
         patched_environ({**moto.environment(), "POWERTOOLS_TRACE_DISABLED": "true"}),
     ):

@@ -1,24 +1,36 @@
-"""Shared fixtures: emulated AWS (moto) with template.yaml deployed, and the feed emulator."""
+"""Shared fixtures: emulated AWS (DynamoDB Local + moto) with template.yaml deployed, and the feed emulator."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import ipaddress
 import json
 import os
+import re
 import socket
 import sys
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 from moto import mock_aws
+from moto.core.config import default_user_config
 
 from runway_archiver.emulator import FeedEmulator
-from runway_archiver.local_aws import FAKE_CREDENTIALS, DeployedStack, LocalLambdaContext, deploy
+from runway_archiver.local_aws import (
+    FAKE_CREDENTIALS,
+    DeployedStack,
+    DynamoDBLocal,
+    LocalLambdaContext,
+    deploy,
+    uses_dynamodb_local,
+)
 from runway_archiver.local_queue import Drained, drain
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
@@ -45,6 +57,7 @@ def _loopback_only(event: str, args: tuple[Any, ...]) -> None:
 
 sys.addaudithook(_loopback_only)
 API_KEY = "test-key-5f0c"  # the emulator's key; tests assert it never shows in logs
+BASE_TIME = "2026-11-24T12:00:00Z"  # when the tests' runs happen unless they say otherwise (`minutes(0)`)
 
 
 def load_event(name: str) -> dict[str, Any]:
@@ -59,6 +72,7 @@ def aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in FAKE_CREDENTIALS.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_ENDPOINT_URL_DYNAMODB", raising=False)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "RunwayArchiverTests")
@@ -76,6 +90,16 @@ def allowed_networks() -> str:
     return "127.0.0.1/32"
 
 
+@pytest.fixture(scope="session")
+def dynamodb_local() -> Iterator[DynamoDBLocal | None]:
+    """One DynamoDB Local for the session (a JVM starts in seconds); None with RUNWAY_ARCHIVER_DYNAMODB=moto."""
+    if not uses_dynamodb_local():
+        yield None
+        return
+    with DynamoDBLocal() as engine:
+        yield engine
+
+
 @pytest.fixture
 def provider() -> str:
     """The stack's Provider parameter; parametrize it as "runway" to poll the emulated Runway API."""
@@ -83,14 +107,79 @@ def provider() -> str:
 
 
 @pytest.fixture
-def stack(feed: FeedEmulator, allowed_networks: str, provider: str) -> Iterator[DeployedStack]:
-    """template.yaml deployed into moto, configured for the feed emulator on loopback."""
-    with mock_aws():
-        yield deploy(
+def extra_parameters() -> dict[str, str]:
+    """More template parameters for the stack; parametrize it to deploy another configuration."""
+    return {}
+
+
+@pytest.fixture
+def stack(
+    feed: FeedEmulator,
+    allowed_networks: str,
+    provider: str,
+    extra_parameters: dict[str, str],
+    dynamodb_local: DynamoDBLocal | None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[DeployedStack]:
+    """template.yaml deployed into the embedded AWS (DynamoDB Local, moto in-process for the rest),
+    configured for the feed emulator on loopback."""
+    config: Any = {"core": {**default_user_config["core"], "passthrough": {"urls": [], "services": []}}}
+    if dynamodb_local is not None:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", dynamodb_local.endpoint)
+        # mock_aws answers only URLs of AWS's own domains; said outright, DynamoDB Local's is not its.
+        config["core"]["passthrough"]["urls"].append(re.escape(dynamodb_local.endpoint))
+    with mock_aws(config=config):
+        deployed = deploy(
             boto3.session.Session(),
             api_key=API_KEY,
-            parameters={**feed.stack_parameters(provider), "AllowedPrivateNetworks": allowed_networks},
+            parameters={
+                **feed.stack_parameters(provider),
+                "AllowedPrivateNetworks": allowed_networks,
+                **extra_parameters,
+            },
         )
+        yield deployed
+    if dynamodb_local is not None:  # moto forgets its resources with the mock; DynamoDB Local is shared
+        dynamodb_local.client().delete_table(TableName=deployed.table_name)
+
+
+def epoch(iso: str) -> float:
+    moment = datetime.fromisoformat(iso)
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def event_time(event: Mapping[str, Any]) -> str | None:
+    """The time a poller event carries, as the handler reads it (None: it carries none)."""
+    for name in ("scheduled_time", "time"):
+        if event.get(name) not in (None, ""):
+            return str(event[name])
+    return None
+
+
+@dataclass
+class SimulatedClock:
+    """The wall clock of a test that simulates days passing: a run at `at` happens at `at`.
+
+    Runs trust their event's time only near the wall clock, so the tests' runs (at fixed times in
+    2026-11) see a wall clock moved to their time. It still ticks: the first run at a time sees that
+    time exactly, later runs at the same time see the real seconds elapsed since (leases run out).
+    """
+
+    offsets: dict[str, float] = field(default_factory=dict)
+    current: str = BASE_TIME
+
+    def offset(self, at: str) -> float:
+        """Seconds to add to the real clock for the wall clock of a run at `at`."""
+        self.current = at
+        return self.offsets.setdefault(at, epoch(at) - time.time())
+
+    def at(self, at: str) -> Callable[[], float]:
+        shift = self.offset(at)
+        return lambda: time.time() + shift
+
+    def now(self) -> int:
+        """The wall clock now, as the last run saw it (for tests that write leases themselves)."""
+        return int(time.time() + self.offset(self.current))
 
 
 @dataclass
@@ -101,6 +190,7 @@ class Archive:
     monkeypatch: pytest.MonkeyPatch
     queue_url: str
     log_stream: io.StringIO = field(default_factory=io.StringIO)
+    clock: SimulatedClock = field(default_factory=SimulatedClock)
 
     @property
     def table(self) -> Any:
@@ -117,25 +207,32 @@ class Archive:
 
     def run(
         self,
-        at: str = "2026-11-24T12:00:00Z",
+        at: str | None = None,
         *,
         event: dict[str, Any] | None = None,
         remaining_seconds: float = 240.0,
         env: dict[str, str] | None = None,
         session: boto3.session.Session | None = None,
     ) -> dict[str, Any]:
-        """Invoke the Lambda handler as the schedule would, in a fresh container (cold start)."""
+        """Invoke the Lambda handler as the schedule would, in a fresh container (cold start).
+
+        The invocation happens at `at` (wall clock); the event is the Scheduler's for that time
+        unless given. Without `at`, a given event's own time is the wall clock, and an event
+        without a time runs at the real time.
+        """
+        event = event if event is not None else {"scheduled_time": at or BASE_TIME}
         for name, value in {**self.stack.function_environment, **(env or {})}.items():
             self.monkeypatch.setenv(name, value)
         from archiver import handler  # after the environment is set, as in Lambda
 
         # A new container each run; `session` lets a test hook faults into the real boto3 clients.
-        self.monkeypatch.setattr(handler, "_poller", handler.build_poller(os.environ, session) if session else None)
+        poller = handler.build_poller(os.environ, session)
+        happens_at = at or event_time(event)
+        with contextlib.suppress(ValueError):  # an unreadable event time: the handler says so
+            poller.wall_clock = self.clock.at(happens_at) if happens_at else time.time
+        self.monkeypatch.setattr(handler, "_poller", poller)
         self.monkeypatch.setattr(handler.logger.registered_handler, "stream", self.log_stream)
-        result: dict[str, Any] = handler.lambda_handler(
-            event if event is not None else {"scheduled_time": at},
-            LocalLambdaContext(timeout_seconds=remaining_seconds),
-        )
+        result: dict[str, Any] = handler.lambda_handler(event, LocalLambdaContext(timeout_seconds=remaining_seconds))
         return result
 
     def work(
@@ -150,8 +247,11 @@ class Archive:
         for name, value in {**self.stack.environments["WorkerFunction"], **(env or {})}.items():
             self.monkeypatch.setenv(name, value)
         from archiver import worker
+        from archiver.wiring import build_poller
 
-        self.monkeypatch.setattr(worker, "_poller", None)
+        poller = build_poller(os.environ)
+        poller.wall_clock = self.clock.at(self.clock.current)  # the workers run when the last run did
+        self.monkeypatch.setattr(worker, "_poller", poller)
         self.monkeypatch.setattr(worker.logger.registered_handler, "stream", self.log_stream)
         return drain(
             boto3.client("sqs"),
@@ -251,7 +351,7 @@ def archive(stack: DeployedStack, monkeypatch: pytest.MonkeyPatch) -> Archive:
 @pytest.fixture
 def minutes() -> Callable[[int], str]:
     """ISO times n minutes after the base time the tests use, as the Scheduler would pass them."""
-    from datetime import UTC, datetime, timedelta
+    from datetime import timedelta
 
-    base = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+    base = datetime.fromisoformat(BASE_TIME)
     return lambda n: (base + timedelta(minutes=n)).isoformat().replace("+00:00", "Z")

@@ -7,6 +7,7 @@ template as written and as the SAM transform expands it, so a regression fails C
 
 from __future__ import annotations
 
+import re
 import tomllib
 from typing import Any
 
@@ -15,6 +16,8 @@ import pytest
 from moto import mock_aws
 
 from runway_archiver.local_aws import FAKE_CREDENTIALS, REPO_ROOT, DeployedStack, load_template, transform
+
+from .aws_model import ACCOUNT, Principal, Request, Stack, decide, rules_refusing
 
 TEMPLATE = load_template()
 RESOURCES: dict[str, dict[str, Any]] = TEMPLATE["Resources"]
@@ -107,13 +110,58 @@ def test_functions_run_a_supported_python_on_arm64_with_tracing_and_kept_logs(fu
     variables = environment(function)
     assert variables["POWERTOOLS_SERVICE_NAME"] == "runway-archiver"
     assert variables["POWERTOOLS_METRICS_NAMESPACE"] == "RunwayArchiver"
-    log_groups = [
-        p["Properties"]
-        for p in of_type("AWS::Logs::LogGroup").values()
-        if p["Properties"]["LogGroupName"] == {"Fn::Sub": f"/aws/lambda/${{{function}}}"}
-    ]
-    assert len(log_groups) == 1
-    assert log_groups[0]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    log_group = props(function)["LoggingConfig"]["LogGroup"]["Ref"]
+    assert RESOURCES[log_group]["Type"] == "AWS::Logs::LogGroup"
+    assert props(log_group)["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+
+
+@pytest.mark.parametrize("function", ["PollerFunction", "WorkerFunction", "IntakeFunction"])
+def test_each_log_group_exists_before_its_function_writes(expanded: dict[str, Any], function: str) -> None:
+    # Lambda creates /aws/lambda/<function> itself on a first invocation if nothing else has: a
+    # log group named after the function is created after it, and a tick in between makes the
+    # stack's create fail with "already exists". The group must not depend on the function, and
+    # the function must write to it (LoggingConfig.LogGroup), which also orders it first.
+    resources = expanded["Resources"]
+    (log_group,) = _references(resources[function]["Properties"]["LoggingConfig"]["LogGroup"])
+    assert resources[log_group]["Type"] == "AWS::Logs::LogGroup"
+    assert not {function, *_references(resources[function])} & _all_dependencies(resources, log_group) - {log_group}
+    name = Stack(expanded, name="prod").resolve(resources[log_group]["Properties"]["LogGroupName"])
+    assert name.startswith("/aws/lambda/prod/")  # still found where Lambda logs are looked for
+
+
+def _references(value: Any) -> set[str]:
+    """Logical ids a template fragment refers to (Ref, Fn::GetAtt, Fn::Sub)."""
+    found: set[str] = set()
+    if isinstance(value, list):
+        for item in value:
+            found |= _references(item)
+    elif isinstance(value, dict):
+        for key, argument in value.items():
+            if key == "Ref" and isinstance(argument, str) and not argument.startswith("AWS::"):
+                found.add(argument)
+            elif key == "Fn::GetAtt":
+                found.add(argument[0] if isinstance(argument, list) else argument.split(".")[0])
+            elif key == "Fn::Sub":
+                text = argument if isinstance(argument, str) else argument[0]
+                found |= {m.split(".")[0] for m in re.findall(r"\$\{([^}!]+)\}", text) if not m.startswith("AWS::")}
+                found |= _references(argument[1] if isinstance(argument, list) else [])
+            else:
+                found |= _references(argument)
+    return found
+
+
+def _all_dependencies(resources: dict[str, Any], logical_id: str) -> set[str]:
+    """Every resource `logical_id` waits for, directly or not (references and DependsOn)."""
+    seen: set[str] = set()
+    todo = [logical_id]
+    while todo:
+        current = todo.pop()
+        if current in seen or current not in resources:
+            continue
+        seen.add(current)
+        resource = resources[current]
+        todo.extend(_references(resource.get("Properties", {})) | set(_as_list(resource.get("DependsOn", []))))
+    return seen
 
 
 def test_the_poller_time_budget_fits_its_timeout_and_its_lease() -> None:
@@ -132,7 +180,8 @@ def test_the_poller_time_budget_fits_its_timeout_and_its_lease() -> None:
 
 def test_overlapping_poller_runs_are_bounded_and_failed_runs_are_parked() -> None:
     poller = props("PollerFunction")
-    assert 1 <= poller["ReservedConcurrentExecutions"] <= 2
+    reserved = poller["ReservedConcurrentExecutions"]["Fn::If"]
+    assert reserved[0] == "ReservesConcurrency" and 1 <= reserved[1] <= 2
     assert poller["DeadLetterQueue"] == {"Type": "SQS", "TargetArn": {"Fn::GetAtt": ["PollerDeadLetterQueue", "Arn"]}}
     assert poller["EventInvokeConfig"]["MaximumRetryAttempts"] == 0
 
@@ -148,6 +197,18 @@ def test_the_schedule_is_eventbridge_scheduler_every_minute_and_replayable() -> 
     assert properties["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["ScheduleDeadLetterQueue", "Arn"]}}
 
 
+def test_a_late_tick_still_runs_on_its_own_time() -> None:
+    # A run trusts its event's time only within EVENT_TIME_TOLERANCE_SECONDS of the wall clock. A
+    # tick starts at most the Scheduler's retry window plus the async queue's age limit after its
+    # time: both together must stay inside, or genuine late ticks would run on the wall clock.
+    from archiver.poller import EVENT_TIME_TOLERANCE_SECONDS
+
+    poller = props("PollerFunction")
+    scheduler_retries = poller["Events"]["Schedule"]["Properties"]["RetryPolicy"]["MaximumEventAgeInSeconds"]
+    async_queue = poller["EventInvokeConfig"]["MaximumEventAgeInSeconds"]
+    assert scheduler_retries + async_queue < EVENT_TIME_TOLERANCE_SECONDS
+
+
 def test_the_schedule_reaches_cloudformation_with_its_retry_policy_and_dead_letter_queue(
     expanded: dict[str, Any],
 ) -> None:
@@ -160,7 +221,9 @@ def test_the_schedule_reaches_cloudformation_with_its_retry_policy_and_dead_lett
 
 
 def test_worker_concurrency_bounds_the_load_on_the_feed() -> None:
-    work = props("WorkerFunction")["Events"]["Work"]["Properties"]
+    (work,) = [p["Properties"] for p in of_type("AWS::Lambda::EventSourceMapping").values()]
+    assert work["FunctionName"] == {"Ref": "WorkerFunction"}
+    assert work["EventSourceArn"] == {"Fn::GetAtt": ["WorkQueue", "Arn"]}
     assert work["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "WorkerMaxConcurrency"}}
     assert work["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     queue = props("WorkQueue")
@@ -170,7 +233,8 @@ def test_worker_concurrency_bounds_the_load_on_the_feed() -> None:
 
 def test_the_callback_intake_is_bounded_and_its_token_generated_at_deploy() -> None:
     intake = props("IntakeFunction")
-    assert intake["ReservedConcurrentExecutions"] <= 10
+    reserved = intake["ReservedConcurrentExecutions"]["Fn::If"]
+    assert reserved[0] == "ReservesConcurrency" and reserved[1] <= 10
     assert intake["FunctionUrlConfig"] == {"AuthType": "NONE"}  # the token is checked in code
     token = props("CallbackTokenSecret")
     assert "SecretString" not in token
@@ -217,7 +281,7 @@ def test_archived_media_move_to_a_cheaper_class_and_open_uploads_are_aborted() -
     rules = {rule["Id"]: rule for rule in props("ArchiveBucket")["LifecycleConfiguration"]["Rules"]}
     assert rules["abort-incomplete-multipart-uploads"]["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"] >= 1
     archive = rules["archive-media"]
-    assert archive["Prefix"] == "runway/"
+    assert archive["Prefix"] == {"Fn::Sub": "${KeyPrefix}/"}
     (transition,) = archive["Transitions"]
     assert transition["StorageClass"] == {"Ref": "ArchiveStorageClass"}
     assert transition["TransitionInDays"] == {"Fn::If": ["HasTransition", {"Ref": "ArchiveTransitionDays"}, 30]}
@@ -304,7 +368,7 @@ def test_the_poller_touches_only_its_own_resources(expanded: dict[str, Any]) -> 
     grants = _granted(expanded, "PollerFunctionRole")
     assert grants["secretsmanager:GetSecretValue"] == [{"Ref": "ApiKeySecret"}]
     assert grants["sns:Publish"] == [{"Ref": "CompletionTopic"}]
-    assert grants["s3:PutObject"] == [{"Fn::Sub": "${ArchiveBucket.Arn}/runway/*"}]
+    assert grants["s3:PutObject"] == [{"Fn::Sub": "${ArchiveBucket.Arn}/${KeyPrefix}/*"}]
     assert grants["dynamodb:UpdateItem"] == [{"Fn::GetAtt": ["TasksTable", "Arn"]}]
     assert grants["dynamodb:Query"] == [{"Fn::Sub": "${TasksTable.Arn}/index/*"}]
     assert "dynamodb:Scan" not in grants  # discovery is a Query on an index, never a Scan
@@ -441,3 +505,200 @@ def test_the_package_holds_runtime_code_only() -> None:
     assert "boto3" not in [line.split(">")[0].split("=")[0].strip() for line in requirements.splitlines()]
     sources = {p.relative_to(REPO_ROOT / "functions").parts[0] for p in (REPO_ROOT / "functions").rglob("*.py")}
     assert sources == {"archiver"}
+
+
+# -- a first deploy and a first day on a real account (issue 12) --------------------------------
+# moto creates no schedule, evaluates no resource policy and knows no quota: these are checked on
+# the transformed template, instantiated for given parameters by tests/aws_model.py.
+
+README = (REPO_ROOT / "README.md").read_text()
+
+
+def _reserved(stack: Stack) -> dict[str, int]:
+    return {
+        logical_id: int(resource["Properties"]["ReservedConcurrentExecutions"])
+        for logical_id, resource in stack.resources().items()
+        if resource["Type"] == "AWS::Lambda::Function" and "ReservedConcurrentExecutions" in resource["Properties"]
+    }
+
+
+def test_the_defaults_reserve_no_concurrency_so_any_account_can_deploy(expanded: dict[str, Any]) -> None:
+    # Lambda keeps 100 of the account's concurrency unreserved (PutFunctionConcurrency); a new
+    # account's quota is often 10 or 50, where any reservation rolls the stack back.
+    assert _reserved(Stack(expanded)) == {}
+    reserved = _reserved(Stack(expanded, {"ReserveConcurrency": "true"}))
+    assert reserved == {"PollerFunction": 2, "IntakeFunction": 10}
+    # The README and the parameter state the quota that choice needs.
+    needed = 100 + sum(reserved.values())
+    assert f"at least {needed}" in " ".join(README.split())
+    assert f"{needed} or more" in " ".join(TEMPLATE["Parameters"]["ReserveConcurrency"]["Description"].split())
+
+
+# Resource types whose physical name is unique per account and region (per schedule group for
+# schedules), and the property that sets it; absent, CloudFormation generates a unique one.
+NAME_PROPERTIES = {
+    "AWS::Scheduler::Schedule": "Name",
+    "AWS::Logs::LogGroup": "LogGroupName",
+    "AWS::Lambda::Function": "FunctionName",
+    "AWS::SQS::Queue": "QueueName",
+    "AWS::SNS::Topic": "TopicName",
+    "AWS::S3::Bucket": "BucketName",
+    "AWS::DynamoDB::Table": "TableName",
+    "AWS::IAM::Role": "RoleName",
+    "AWS::SecretsManager::Secret": "Name",
+    "AWS::CloudWatch::Alarm": "AlarmName",
+}
+
+
+def _fixed_names(stack: Stack) -> set[tuple[str, str]]:
+    return {
+        (resource["Type"], resource["Properties"][NAME_PROPERTIES[resource["Type"]]])
+        for resource in stack.resources().values()
+        if NAME_PROPERTIES.get(resource["Type"]) in resource["Properties"]
+    }
+
+
+def test_a_second_stack_in_the_same_account_and_region_names_nothing_the_first_did(
+    expanded: dict[str, Any],
+) -> None:
+    staging, prod = Stack(expanded, name="runway-archiver-staging"), Stack(expanded, name="runway-archiver")
+    assert _fixed_names(staging).isdisjoint(_fixed_names(prod))
+    # the schedule in particular: SAM names it after the event unless told not to
+    (schedule,) = [r for r in prod.resources().values() if r["Type"] == "AWS::Scheduler::Schedule"]
+    assert "Name" not in schedule["Properties"]
+    assert "GroupName" not in schedule["Properties"]  # the default group, shared by every stack
+
+
+@pytest.mark.parametrize("days", [1, 7, 29])
+def test_standard_ia_before_30_days_is_refused_before_anything_is_created(expanded: dict[str, Any], days: int) -> None:
+    # S3: transitions to STANDARD_IA (and ONEZONE_IA) need 30 days; the lifecycle rule would fail
+    # mid-create and roll the stack back. A template rule refuses the parameters instead.
+    stack = Stack(expanded, {"ArchiveStorageClass": "STANDARD_IA", "ArchiveTransitionDays": str(days)})
+    assert rules_refusing(stack) == ["StandardIaNeedsThirtyDays"]
+
+
+@pytest.mark.parametrize(
+    ("storage_class", "days"),
+    [("STANDARD_IA", 0), ("STANDARD_IA", 30), ("STANDARD_IA", 31), ("STANDARD_IA", 365)]
+    + [(c, d) for c in ("INTELLIGENT_TIERING", "GLACIER_IR", "GLACIER", "DEEP_ARCHIVE") for d in (0, 1, 29, 30)],
+)
+def test_every_other_storage_class_and_delay_deploys(expanded: dict[str, Any], storage_class: str, days: int) -> None:
+    assert storage_class in TEMPLATE["Parameters"]["ArchiveStorageClass"]["AllowedValues"]
+    stack = Stack(expanded, {"ArchiveStorageClass": storage_class, "ArchiveTransitionDays": str(days)})
+    assert rules_refusing(stack) == []
+
+
+def test_no_function_is_granted_an_action_it_never_calls(expanded: dict[str, Any]) -> None:
+    # Only the intake reads an item (TaskStore.get); the poller and the worker update only.
+    sources = {p.name: p.read_text() for p in (REPO_ROOT / "functions/archiver").glob("*.py")}
+    assert [name for name, text in sources.items() if ".get(task_id)" in text] == ["intake.py"]
+    for role in ("PollerFunctionRole", "WorkerFunctionRole"):
+        assert "dynamodb:GetItem" not in _granted(expanded, role), role
+
+
+@pytest.mark.parametrize("prefix", ["runway", "media"])
+def test_the_key_prefix_drives_the_code_the_grant_and_the_lifecycle_alike(
+    expanded: dict[str, Any], prefix: str
+) -> None:
+    stack = Stack(expanded, {"KeyPrefix": prefix})
+    resources = stack.resources()
+    bucket_arn = stack.get_att("ArchiveBucket", "Arn")
+    for function, role in (("PollerFunction", "PollerFunctionRole"), ("WorkerFunction", "WorkerFunctionRole")):
+        assert resources[function]["Properties"]["Environment"]["Variables"]["KEY_PREFIX"] == prefix
+        writer = _principal(stack, role)
+        assert decide(Request(writer, "s3:PutObject", f"{bucket_arn}/{prefix}/t-1/video.mp4"), []) == "allowed"
+        assert decide(Request(writer, "s3:PutObject", f"{bucket_arn}/elsewhere/t-1/video.mp4"), []) != "allowed"
+    rules = {r["Id"]: r for r in resources["ArchiveBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]}
+    assert rules["archive-media"]["Prefix"] == f"{prefix}/"
+
+
+def test_the_worker_may_read_its_work_queue_and_no_other(expanded: dict[str, Any]) -> None:
+    stack = Stack(expanded)
+    role = stack.resources()["WorkerFunctionRole"]["Properties"]
+    # SAM's SQS event attaches AWSLambdaSQSQueueExecutionRole (sqs:ReceiveMessage on "*"): the
+    # managed policies left are CloudWatch Logs and X-Ray only.
+    assert sorted(role["ManagedPolicyArns"]) == [
+        "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
+        "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
+    ]
+    worker = _principal(stack, "WorkerFunctionRole")
+    queue = stack.get_att("WorkQueue", "Arn")
+    for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"):
+        assert decide(Request(worker, action, queue), []) == "allowed"
+        assert decide(Request(worker, action, queue.replace(queue.split(":")[-1], "someone-elses")), []) != "allowed"
+    (trigger,) = [r for r in stack.resources().values() if r["Type"] == "AWS::Lambda::EventSourceMapping"]
+    assert trigger["Properties"]["EventSourceArn"] == queue
+
+
+def test_a_configuration_error_raises_an_alarm_within_minutes() -> None:
+    alarm = _alarms()["ConfigurationErrorsAlarm"]
+    variables = environment("PollerFunction")
+    assert alarm["Namespace"] == variables["POWERTOOLS_METRICS_NAMESPACE"]
+    assert alarm["Dimensions"] == [{"Name": "service", "Value": variables["POWERTOOLS_SERVICE_NAME"]}]
+    # the metric the code emits (tests/integration/test_errors_and_claims.py: 1 per run that meets one)
+    assert alarm["MetricName"] == "ConfigurationErrors"
+    assert 'name="ConfigurationErrors"' in (REPO_ROOT / "functions/archiver/wiring.py").read_text()
+    assert (alarm["Statistic"], alarm["Threshold"], alarm["ComparisonOperator"]) == (
+        "Sum",
+        1,
+        "GreaterThanOrEqualToThreshold",
+    )
+    assert alarm["Period"] * alarm["EvaluationPeriods"] <= 300  # not the stuck-tasks alarm's two hours
+    assert alarm["AlarmActions"] == ALARM_ACTIONS_WHEN_CONFIGURED
+
+
+def test_the_readme_warns_that_alarms_never_reach_a_topic_on_the_aws_managed_key() -> None:
+    (row,) = [line for line in README.splitlines() if line.startswith("| `AlarmTopicArn` |")]
+    assert "alias/aws/sns" in row and "customer-managed" in row and "cloudwatch.amazonaws.com" in row
+    description = " ".join(TEMPLATE["Parameters"]["AlarmTopicArn"]["Description"].split())
+    assert "alias/aws/sns" in description and "customer-managed" in description
+
+
+# -- who may do what: the README's table, evaluated against the transformed policies ------------
+
+ALLOW_EVERYTHING = ({"Effect": "Allow", "Action": "*", "Resource": "*"},)
+
+
+def _principal(stack: Stack, role: str) -> Principal:
+    """A function role as IAM sees it: its ARN and its inline policies, resolved."""
+    properties = stack.resources()[role]["Properties"]
+    statements = [
+        s for policy in properties.get("Policies", []) for s in _as_list(policy["PolicyDocument"]["Statement"])
+    ]
+    return Principal(stack.get_att(role, "Arn"), tuple(statements))
+
+
+def _who(stack: Stack, name: str) -> Principal:
+    if name == "operator":  # an IAM Identity Center administrator: a role with a path, allowed everything
+        sso = f"arn:aws:iam::{ACCOUNT}:role/aws-reserved/sso.amazonaws.com/AWSReservedSSO_AdministratorAccess_0a1b2c3d"
+        return Principal(sso, ALLOW_EVERYTHING)
+    if name == "outsider":  # another account's administrator
+        return Principal("arn:aws:iam::999999999999:role/Administrator", ALLOW_EVERYTHING)
+    return _principal(
+        stack, {"poller": "PollerFunctionRole", "worker": "WorkerFunctionRole"}.get(name, "IntakeFunctionRole")
+    )
+
+
+def _readme_access_table() -> list[list[str]]:
+    section = README.split("### Who may do what", 1)[1].split("\n### ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    assert len(rows) >= 10
+    return [[cell.strip().strip("`") for cell in row.strip("|").split("|")] for row in rows]
+
+
+@pytest.mark.parametrize("row", _readme_access_table(), ids=lambda row: " ".join(row[:3]))
+def test_who_may_do_what_is_what_the_readme_says(expanded: dict[str, Any], row: list[str]) -> None:
+    who, action, target, transport, answer = row
+    stack = Stack(expanded)
+    resources = stack.resources()
+    bucket_arn = stack.get_att("ArchiveBucket", "Arn")
+    prefix = stack.values["KeyPrefix"]
+    resource, policies = {
+        "topic": (stack.ref("CompletionTopic"), resources["CompletionTopicPolicy"]["Properties"]),
+        "media": (f"{bucket_arn}/{prefix}/t-1/video.mp4", resources["ArchiveBucketPolicy"]["Properties"]),
+        "outside the prefix": (f"{bucket_arn}/elsewhere/video.mp4", resources["ArchiveBucketPolicy"]["Properties"]),
+        "table": (stack.get_att("TasksTable", "Arn"), {"PolicyDocument": {"Statement": []}}),  # no resource policy
+    }[target]
+    request = Request(_who(stack, who), action, resource, secure_transport=transport == "TLS")
+    decision = decide(request, _as_list(policies["PolicyDocument"]["Statement"]))
+    assert (decision == "allowed") == answer.startswith("allowed"), f"README says {answer}, the policies: {decision}"

@@ -9,6 +9,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
@@ -23,7 +24,6 @@ from .workqueue import WorkRequest
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
-    from datetime import datetime
 
     from .config import Settings
     from .events import EventPublisher
@@ -37,6 +37,11 @@ logger = Logger(child=True)
 # A task id becomes part of S3 keys: one safe path segment, nothing else.
 VALID_TASK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}")
 RECORD_RESERVE_SECONDS = 15.0  # kept back from a copy's time budget to record and announce its outcome
+# How far a run's clock (the event's time) may be from the wall clock. A scheduled tick starts at most
+# about 4 minutes after its time: the Scheduler retries it for 120 s (RetryPolicy MaximumEventAgeInSeconds)
+# and Lambda's asynchronous queue keeps it 120 s more (EventInvokeConfig). An event further off either way
+# (the console's test event says 1970) is not a tick: the run uses the wall clock instead.
+EVENT_TIME_TOLERANCE_SECONDS = 300
 
 
 @dataclass
@@ -64,6 +69,7 @@ class RunSummary:
     dispatched: int = 0  # handed to the work queue
     oldest_claimed_age_seconds: int = 0  # since first seen, over the tasks this run claimed
     configuration_error: str | None = None
+    ignored_event_time: str | None = None  # the event's time, when it was too far from the wall clock to use
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, **counts: int) -> None:
@@ -118,17 +124,22 @@ class Poller:
         run.poll_due_tasks()
         return run.summary
 
-    def start(self, now: datetime, remaining_seconds: Callable[[], float]) -> Run:
-        """A run that a worker feeds with work requests (`Run.process_request`)."""
+    def start(self, now: datetime | None, remaining_seconds: Callable[[], float]) -> Run:
+        """A run that a worker feeds with work requests (`Run.process_request`); `None`: the wall clock."""
         return Run(self, now, remaining_seconds)
 
 
 class Run:
     """The state of one run: its id, its clock, its summary and whether it should stop."""
 
-    def __init__(self, poller: Poller, now: datetime, remaining_seconds: Callable[[], float]) -> None:
+    def __init__(self, poller: Poller, now: datetime | None, remaining_seconds: Callable[[], float]) -> None:
         self.p = poller
         self.settings = poller.settings
+        wall = datetime.fromtimestamp(int(poller.wall_clock()), UTC)
+        # Expiry, back-off and first-seen times follow this clock: only a tick's own time may set it.
+        event_time = now
+        ignored = now is not None and abs((now - wall).total_seconds()) > EVENT_TIME_TOLERANCE_SECONDS
+        now = wall if now is None or ignored else now
         self.now = now
         self.now_epoch = int(now.timestamp())
         self.now_iso = now.isoformat().replace("+00:00", "Z")
@@ -136,6 +147,16 @@ class Run:
         self.run_id = str(uuid.uuid4())
         self.summary = RunSummary(run_id=self.run_id, now=self.now_iso)
         self.stop_reason: str | None = None
+        if ignored and event_time is not None:
+            self.summary.ignored_event_time = event_time.isoformat().replace("+00:00", "Z")
+            logger.warning(
+                "the event's time is too far from the wall clock for a scheduled tick: this run uses the wall clock",
+                extra={
+                    "event_time": self.summary.ignored_event_time,
+                    "wall_clock": self.now_iso,
+                    "tolerance_seconds": EVENT_TIME_TOLERANCE_SECONDS,
+                },
+            )
 
     # -- the two phases -------------------------------------------------------------------
     def announce_leftovers(self) -> None:

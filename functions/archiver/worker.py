@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -48,7 +47,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     global _poller  # noqa: PLW0603 - built once per container, reused by warm invocations
     if _poller is None:
         _poller = build_poller(os.environ)
-    run = _poller.start(datetime.now(UTC), remaining_seconds=lambda: context.get_remaining_time_in_millis() / 1000)
+    # No event time here: the run's clock is the wall clock.
+    run = _poller.start(None, remaining_seconds=lambda: context.get_remaining_time_in_millis() / 1000)
     records = event.get("Records") or []
     workers = max(1, min(_poller.settings.poll_concurrency, len(records)))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="work") as pool:

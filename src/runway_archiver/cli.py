@@ -2,7 +2,7 @@
 
 Works against a deployed stack (found by name: --stack, $RUNWAY_ARCHIVER_STACK, samconfig.toml's
 stack_name, else "runway-archiver"; --region and --profile as for the AWS CLI) and against the
-embedded one (`runway-archiver local`, then AWS_ENDPOINT_URL pointing at it).
+embedded one (`runway-archiver local`, then AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_DYNAMODB pointing at it).
 """
 
 from __future__ import annotations
@@ -73,7 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     retry = commands.add_parser("retry", parents=[common], help="put FAILED or EXPIRED tasks back to PENDING")
     retry.add_argument("task_ids", nargs="+", metavar="TASK_ID")
 
-    replay = commands.add_parser("replay", parents=[common], help="publish a task's event again (same event id)")
+    replay = commands.add_parser(
+        "replay", parents=[common], help="have the archiver publish a task's event again (same event id)"
+    )
     replay.add_argument("task_ids", nargs="+", metavar="TASK_ID")
 
     run = commands.add_parser("run", parents=[common], help="one poller run now (in-process against emulated AWS)")
@@ -82,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     local = commands.add_parser("local", help="keep the embedded AWS, the stack and a feed emulator up")
     local.add_argument("--port", type=int, default=5055, help="the emulated AWS endpoint's port (default 5055)")
     local.add_argument("--feed-port", type=int, default=5056, help="the feed emulator's port (default 5056)")
+    local.add_argument("--dynamodb-port", type=int, default=5057, help="DynamoDB Local's port (default 5057)")
 
     add_archive_commands(commands, common)  # verify, export, forget (archive_cli.py)
 
@@ -92,14 +95,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "demo":
-        from .demo import run_demo
+    from .local_aws import EmbeddedAwsError
 
-        return run_demo(verbose=not args.quiet)
-    if args.command == "local":
-        from .local_run import serve_local
+    try:
+        if args.command == "demo":
+            from .demo import run_demo
 
-        return serve_local(args.port, args.feed_port)
+            return run_demo(verbose=not args.quiet)
+        if args.command == "local":
+            from .local_run import serve_local
+
+            return serve_local(args.port, args.feed_port, args.dynamodb_port)
+    except EmbeddedAwsError as exc:
+        return _fail(str(exc))
     try:
         return COMMANDS[args.command](args, Output(args.json))
     except (OperatorError, ClientError, BotoCoreError) as exc:
@@ -237,8 +245,10 @@ def _replay(args: argparse.Namespace, out: Output) -> int:
     archive, _ = _archive(args)
     done, refused = _each(args.task_ids, archive.replay)
     out.emit(
-        {"published": done, "refused": refused},
-        lambda: (f"{t}: event published again (SNS message {m})" for t, m in done.items()),
+        {"queued": list(done), "refused": refused},
+        lambda: (
+            f"{t}: its event (same id) will be published by the next run; `{PROG} run` publishes it now" for t in done
+        ),
     )
     return 1 if refused else 0
 

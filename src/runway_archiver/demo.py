@@ -1,6 +1,7 @@
 """`make demo`: the whole archiver, locally.
 
-moto_server (its own process, on loopback) plays AWS; template.yaml is deployed into it; the feed
+DynamoDB Local (Amazon's own engine) and moto_server (each its own process, on loopback) play
+AWS; template.yaml is deployed into them; the feed
 emulator plays CometAPI and its CDN; a few tasks are registered (one answers in today's task
 envelope, the others in the 2024 page's dialect); the poller is invoked the way the schedule would
 invoke it, one scheduled minute at a time, until every task has ended (the worker consumes the work
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +29,11 @@ from .local_queue import drain
 from .register import register_tasks
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from mypy_boto3_sqs import SQSClient
+
+    from .local_aws import DeployedStack
 
 DEMO_KEY = "demo-key-0123456789"
 DEMO_TASKS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -54,6 +60,8 @@ def run_demo(*, verbose: bool = True) -> int:
         patched_environ({**moto.environment(), "POWERTOOLS_TRACE_DISABLED": "true"}),
     ):
         say(f"emulated AWS (moto_server) at {moto.endpoint}; feed emulator at {feed.base_url}")
+        if moto.dynamodb:
+            say(f"DynamoDB: {moto.dynamodb_engine} at {moto.dynamodb.endpoint}")
         for task_id, (script, options) in {**DEMO_TASKS, **RUNWAY_TASKS}.items():
             feed.add_task(task_id, script, **options)
 
@@ -64,6 +72,8 @@ def run_demo(*, verbose: bool = True) -> int:
             parameters=feed.stack_parameters(),  # the emulated CDN lives on loopback: allowed
         )
         say(f"deployed template.yaml as stack {stack.stack_name}: table {stack.table_name}, bucket {stack.bucket_name}")
+        if stack.ignored:
+            say(f"  {moto.dynamodb_engine} ignores {', '.join(sorted(stack.ignored))}")
         sqs = session.client("sqs")
         queue_url = _subscribe_queue(session, stack.topic_arn)
 
@@ -79,11 +89,18 @@ def run_demo(*, verbose: bool = True) -> int:
         with patched_environ({**every_function, **quiet}):
             # The Lambdas' own entry points, configured by the deploy
             from archiver import handler, webhook, worker
+            from archiver.wiring import build_poller
 
+            # A scheduled minute passes per run here, in about a second: the functions' wall clock
+            # moves with the schedule (a run trusts its event's time only near its wall clock).
+            shift = [0.0]
+            handler._poller, worker._poller = build_poller(os.environ), build_poller(os.environ)
+            handler._poller.wall_clock = worker._poller.wall_clock = lambda: time.time() + shift[0]
             intake = LocalFunctionUrl(webhook.lambda_handler, lambda: LocalLambdaContext("runway-archiver-intake", 10))
             start = datetime.now(UTC).replace(second=0, microsecond=0)
             for run in range(MAX_RUNS):
                 scheduled = start + timedelta(minutes=run)
+                shift[0] = scheduled.timestamp() - time.time()
                 event = {"scheduled_time": scheduled.isoformat().replace("+00:00", "Z")}
                 summary = handler.lambda_handler(event, LocalLambdaContext())
                 say(
@@ -109,20 +126,7 @@ def run_demo(*, verbose: bool = True) -> int:
                 if summary["due"] == 0 and _all_ended(session, stack.table_name):
                     break
 
-        runway = deploy(session, stack_name=RUNWAY_STACK, api_key=DEMO_KEY, parameters=feed.stack_parameters("runway"))
-        say(f"\ndeployed a second stack {runway.stack_name} with Provider=runway: it polls Runway's own API")
-        runway_queue_url = _subscribe_queue(session, runway.topic_arn, "demo-runway-events")
-        register_tasks(session.resource("dynamodb").Table(runway.table_name), RUNWAY_TASKS)
-        with patched_environ({**runway.function_environment, **quiet}):
-            handler._poller = None  # a new container, configured for the second stack
-            for run in range(MAX_RUNS):
-                scheduled = start + timedelta(minutes=run)
-                summary = handler.lambda_handler(
-                    {"scheduled_time": scheduled.isoformat().replace("+00:00", "Z")}, LocalLambdaContext()
-                )
-                if summary["due"] == 0 and _all_ended(session, runway.table_name):
-                    break
-            handler._poller = None
+        runway, runway_queue_url = _archive_through_runway(session, feed, start, quiet, say)
 
         print(f"\nStack {stack.stack_name} (Provider=cometapi)")
         ok = _report(session, stack.table_name, stack.bucket_name, sqs, queue_url)
@@ -130,6 +134,37 @@ def run_demo(*, verbose: bool = True) -> int:
         ok = _report(session, runway.table_name, runway.bucket_name, sqs, runway_queue_url) and ok
         ok = _manifest_and_verify(session, stack.stack_name, "demo-quick-cat") and ok
     return 0 if ok else 1
+
+
+def _archive_through_runway(
+    session: boto3.session.Session,
+    feed: FeedEmulator,
+    start: datetime,
+    quiet: dict[str, str],
+    say: Callable[..., None],
+) -> tuple[DeployedStack, str]:
+    """A second stack, deployed with Provider=runway, archives its tasks through the emulated Runway API."""
+    from archiver import handler
+    from archiver.wiring import build_poller
+
+    runway = deploy(session, stack_name=RUNWAY_STACK, api_key=DEMO_KEY, parameters=feed.stack_parameters("runway"))
+    say(f"\ndeployed a second stack {runway.stack_name} with Provider=runway: it polls Runway's own API")
+    queue_url = _subscribe_queue(session, runway.topic_arn, "demo-runway-events")
+    register_tasks(session.resource("dynamodb").Table(runway.table_name), RUNWAY_TASKS)
+    with patched_environ({**runway.function_environment, **quiet}):
+        handler._poller = build_poller(os.environ)  # a new container, configured for the second stack
+        shift = [0.0]
+        handler._poller.wall_clock = lambda: time.time() + shift[0]  # moves with the schedule, as above
+        for run in range(MAX_RUNS):
+            scheduled = start + timedelta(minutes=run)
+            shift[0] = scheduled.timestamp() - time.time()
+            summary = handler.lambda_handler(
+                {"scheduled_time": scheduled.isoformat().replace("+00:00", "Z")}, LocalLambdaContext()
+            )
+            if summary["due"] == 0 and _all_ended(session, runway.table_name):
+                break
+        handler._poller = None
+    return runway, queue_url
 
 
 def _manifest_and_verify(session: boto3.session.Session, stack_name: str, task_id: str) -> bool:

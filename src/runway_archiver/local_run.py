@@ -61,14 +61,14 @@ def run_in_process(
     return summary
 
 
-def serve_local(port: int, feed_port: int) -> int:
+def serve_local(port: int, feed_port: int, dynamodb_port: int | None = None) -> int:
     """Keep an embedded AWS with the stack deployed, and a feed emulator, up until interrupted."""
     import boto3
 
     from .emulator import FeedEmulator
 
     with (
-        MotoServer(port) as moto,
+        MotoServer(port, dynamodb_port=dynamodb_port) as moto,
         FeedEmulator(
             api_key=LOCAL_API_KEY, port=feed_port, default_script=LOCAL_SCRIPT, default_dialect="task-envelope"
         ) as feed,
@@ -80,10 +80,14 @@ def serve_local(port: int, feed_port: int) -> int:
             session, stack_name=LOCAL_RUNWAY_STACK, api_key=LOCAL_API_KEY, parameters=feed.stack_parameters("runway")
         )
         print(f"emulated AWS at {moto.endpoint}, stack {stack.stack_name} deployed; feed emulator at {feed.base_url}")
+        dynamodb = moto.dynamodb.endpoint if moto.dynamodb else None
+        print(f"DynamoDB: {moto.dynamodb_engine}" + (f" at {dynamodb}" if dynamodb else ""))
         print("every task id the feed is asked about is queued, then running, then succeeds (4 polls),")
         print("answered in today's task envelope; stack", runway.stack_name, "polls the emulated Runway API instead.")
         print("In another terminal:\n")
         print(f"  export AWS_ENDPOINT_URL={moto.endpoint} AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing")
+        if dynamodb:
+            print(f"  export AWS_ENDPOINT_URL_DYNAMODB={dynamodb}")
         print(f"  export AWS_DEFAULT_REGION=us-east-1 RUNWAY_ARCHIVER_STACK={stack.stack_name}")
         print("  runway-archiver track my-first-task && runway-archiver run && runway-archiver list")
         on_runway = f"--stack {runway.stack_name}"

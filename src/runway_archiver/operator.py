@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from archiver.events import EventPublisher
 from archiver.tasks import EXPIRED, FAILED, PENDING, STATUS_INDEX, TERMINAL_STATUSES, UNANNOUNCED, from_dynamo
 
 if TYPE_CHECKING:
@@ -255,15 +254,39 @@ class Archive:
                 message = f"{task_id}: its outcome is still being announced; try again after the next run"
             raise OperatorError(message) from None
 
-    def replay(self, task_id: str) -> str:
-        """Publish the task's stored event again: same id, same body, same attributes."""
-        item = self.get(task_id)
-        if item["status"] not in TERMINAL_STATUSES or not item.get("event"):
-            raise OperatorError(f"{task_id} is {item['status']}: it has no event to replay yet")
-        if item.get("outbox") == UNANNOUNCED:
-            raise OperatorError(f"{task_id}: its event has not been published yet; the next run publishes it")
-        publisher = EventPublisher(self._session.client("sns"), self.resources.topic_arn)
-        return publisher.publish(str(item["event"]))
+    def replay(self, task_id: str) -> None:
+        """Have the archiver publish the task's stored event again: same id, same body, same attributes.
+
+        The topic's policy lets only the archiver's roles publish (an explicit Deny no operator's
+        Allow overrides), so this puts the item back in the outbox, as a failed publish leaves it,
+        and the next run publishes it. It needs only `dynamodb:UpdateItem` on the table.
+        """
+        try:
+            self.table.update_item(
+                Key={"task_id": task_id},
+                UpdateExpression="SET #outbox = :unannounced",
+                ConditionExpression="#status IN (:archived, :failed, :expired) AND attribute_exists(#event)"
+                " AND attribute_exists(#completed_at) AND attribute_not_exists(#outbox)",
+                ExpressionAttributeNames={
+                    "#status": "status",
+                    "#event": "event",
+                    "#completed_at": "completed_at",
+                    "#outbox": "outbox",
+                },
+                ExpressionAttributeValues={
+                    ":unannounced": UNANNOUNCED,
+                    **{f":{s.lower()}": s for s in TERMINAL_STATUSES},
+                },
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            item = self.get(task_id)  # says "no task" when there is none
+            if item["status"] not in TERMINAL_STATUSES or not item.get("event"):
+                raise OperatorError(f"{task_id} is {item['status']}: it has no event to replay yet") from None
+            raise OperatorError(
+                f"{task_id}: its event is already waiting to be published; the next run publishes it"
+            ) from None
 
     # -- running ------------------------------------------------------------------------------
     def invoke_poller(self, scheduled_time: str) -> dict[str, Any]:

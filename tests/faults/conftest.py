@@ -15,7 +15,7 @@ import boto3
 import pytest
 
 from runway_archiver.emulator import FeedEmulator
-from runway_archiver.local_aws import MotoServer, deploy
+from runway_archiver.local_aws import DynamoDBLocal, MotoServer, deploy
 from tests.conftest import API_KEY, Archive, subscribed_archive
 
 _results: dict[tuple[str, str, str], list[tuple[str, str]]] = defaultdict(list)
@@ -75,9 +75,10 @@ def _first_line(text: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def moto_server() -> Iterator[MotoServer]:
-    """moto in its own process (requests serialised), shared by the suite and reset per test."""
-    with MotoServer() as server:
+def moto_server(dynamodb_local: DynamoDBLocal | None) -> Iterator[MotoServer]:
+    """The embedded AWS over HTTP: moto in its own process (requests serialised) and the session's
+    DynamoDB Local, shared by the suite and reset per test."""
+    with MotoServer(dynamodb=dynamodb_local) as server:
         yield server
 
 

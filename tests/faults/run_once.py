@@ -1,19 +1,26 @@
 """One Lambda invocation in a process of its own, as a fresh container would run it.
 
-`python -m tests.faults.run_once 2026-11-24T12:00:00Z` with the function's environment set;
-prints the run summary as JSON.
+`python -m tests.faults.run_once 2026-11-24T12:00:00Z [WALL_CLOCK_OFFSET]` with the function's
+environment set; prints the run summary as JSON. The offset (seconds added to the real clock) is
+the test's simulated wall clock (`tests.conftest.SimulatedClock`), shared with the test process.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
+import time
 
 from archiver import handler
 from runway_archiver.local_aws import LocalLambdaContext
 
 
 def main() -> None:
+    if len(sys.argv) > 2:
+        shift = float(sys.argv[2])
+        handler._poller = handler.build_poller(os.environ)
+        handler._poller.wall_clock = lambda: time.time() + shift
     summary = handler.lambda_handler({"scheduled_time": sys.argv[1]}, LocalLambdaContext())
     print(json.dumps(summary))
 

@@ -31,7 +31,7 @@ def _start_run(archive: Archive, at: str, **settings: str) -> subprocess.Popen[s
         **settings,
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.faults.run_once", at],
+        [sys.executable, "-m", "tests.faults.run_once", at, str(archive.clock.offset(at))],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,
@@ -105,7 +105,14 @@ def test_overlapping_runs_and_workers_archive_every_task_exactly_once(
 
     workers = [
         subprocess.Popen(
-            [sys.executable, "-m", "tests.faults.work_once", archive.work_queue_url, str(tmp_path / "stop")],
+            [
+                sys.executable,
+                "-m",
+                "tests.faults.work_once",
+                archive.work_queue_url,
+                str(tmp_path / "stop"),
+                str(archive.clock.offset(minutes(0))),
+            ],
             cwd=REPO,
             env=worker_env,
             stdout=subprocess.PIPE,
@@ -165,7 +172,7 @@ def test_a_run_killed_mid_copy_loses_nothing_and_announces_once(
     archive.table.update_item(
         Key={"task_id": "task"},
         UpdateExpression="SET lease_until = :past",
-        ExpressionAttributeValues={":past": int(time.time()) - 1},
+        ExpressionAttributeValues={":past": archive.clock.now() - 1},
     )
     summary = archive.run(minutes(6))
 

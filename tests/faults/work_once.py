@@ -1,12 +1,14 @@
 """A worker instance in a process of its own: drains the work queue as its SQS trigger would.
 
-`python -m tests.faults.work_once QUEUE_URL STOP_FILE` with the worker's environment set; keeps
-receiving until STOP_FILE exists and the queue is empty; prints what it drained as JSON.
+`python -m tests.faults.work_once QUEUE_URL STOP_FILE [WALL_CLOCK_OFFSET]` with the worker's
+environment set; keeps receiving until STOP_FILE exists and the queue is empty; prints what it
+drained as JSON. The offset is the test's simulated wall clock, as in `tests.faults.run_once`.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from dataclasses import asdict
@@ -15,12 +17,17 @@ from pathlib import Path
 import boto3
 
 from archiver import worker
+from archiver.wiring import build_poller
 from runway_archiver.local_aws import LocalLambdaContext
 from runway_archiver.local_queue import Drained, drain
 
 
 def main() -> None:
     queue_url, stop_file = sys.argv[1], Path(sys.argv[2])
+    if len(sys.argv) > 3:
+        shift = float(sys.argv[3])
+        worker._poller = build_poller(os.environ)
+        worker._poller.wall_clock = lambda: time.time() + shift
     sqs = boto3.client("sqs")
     total = Drained()
     while True:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import boto3
 import pytest
 
 from runway_archiver.emulator import FeedEmulator, media_sha256
-from tests.conftest import Archive, load_event
+from tests.conftest import Archive, epoch, load_event
 
 Minutes = Callable[[int], str]
 
@@ -220,6 +221,50 @@ def test_a_task_with_no_terminal_answer_expires_after_24_hours_and_is_announced(
     assert event["data"]["provider"]["status"] == "1"
 
 
+def test_the_consoles_test_event_neither_expires_nor_announces_a_task(
+    archive: Archive, feed: FeedEmulator, minutes: Minutes
+) -> None:
+    # Given a task the provider is still generating
+    feed.add_task("task-new", "1")
+    archive.register("task-new")
+
+    # When a new user invokes the poller once with the console's test event (it says 1970), then the schedule ticks
+    tried = archive.run(minutes(0), event=load_event("console-test-event.json"))
+    tick = archive.run(minutes(1))
+
+    # Then nothing expired and nothing was announced: the task is still pending, first seen when it was
+    assert tick["expired"] == tick["announced"] == 0
+    assert archive.events() == []
+    item = archive.item("task-new")
+    assert item["status"] == "PENDING"
+    assert item["first_seen_at"] == epoch(minutes(0))
+    assert tried["still_pending"] == tick["still_pending"] == 1
+    # And the test run ran on the wall clock, and said why
+    assert tried["now"] == minutes(0)
+    assert tried["ignored_event_time"] == "1970-01-01T00:00:00Z"
+    [warning] = [line for line in archive.logs() if line.get("event_time") == "1970-01-01T00:00:00Z"]
+    assert warning["level"] == "WARNING"
+
+
+def test_an_event_time_far_in_the_future_neither_expires_nor_defers_a_task(
+    archive: Archive, feed: FeedEmulator, minutes: Minutes
+) -> None:
+    feed.add_task("task-new", "1 1 1 3")
+    archive.register("task-new")
+    archive.run(minutes(0))
+
+    future = archive.run(minutes(1), event={"scheduled_time": "2099-01-01T00:00:00Z"})
+    nearly = archive.run(minutes(2), event={"scheduled_time": "2026-11-24T12:06:59Z"})  # 4 min 59 s ahead: trusted
+    tick = archive.run(minutes(8))
+
+    assert future["expired"] == 0 and future["still_pending"] == 1
+    assert future["now"] == minutes(1) and future["ignored_event_time"] == "2099-01-01T00:00:00Z"
+    assert nearly["now"] == "2026-11-24T12:06:59Z" and nearly["ignored_event_time"] is None
+    assert tick["archived"] == 1  # polled at its normal pace, not pushed back to 2099
+    assert archive.item("task-new")["first_seen_at"] == epoch(minutes(0))
+    assert [event["type"] for event in archive.events()] == ["runway.task.archived"]
+
+
 def test_run_time_comes_from_the_eventbridge_time_field(archive: Archive, feed: FeedEmulator) -> None:
     feed.add_task("task-eb", "3")
     archive.register("task-eb")
@@ -247,3 +292,27 @@ def test_an_event_without_a_time_runs_on_the_wall_clock(archive: Archive) -> Non
 def test_an_unreadable_event_time_is_a_clear_error(archive: Archive) -> None:
     with pytest.raises(ValueError, match="scheduled_time"):
         archive.run(event={"scheduled_time": "yesterday"})
+
+
+@pytest.mark.parametrize("extra_parameters", [{"KeyPrefix": "media"}])
+def test_a_stack_deployed_with_another_key_prefix_archives_under_it(
+    archive: Archive, feed: FeedEmulator, minutes: Minutes
+) -> None:
+    # Given the stack deployed with KeyPrefix=media (its S3 grant and lifecycle rule follow it:
+    # tests/test_template.py), a task that succeeds
+    assert archive.stack.function_environment["KEY_PREFIX"] == "media"
+    feed.add_task("task-prefixed", "3")
+    archive.register("task-prefixed")
+
+    # When a run archives it
+    archive.run(minutes(0))
+
+    # Then every object is under media/, where the functions may write, and nothing under runway/
+    assets = archive.item("task-prefixed")["assets"]
+    assert {asset["key"] for asset in assets.values()} == {
+        "media/task-prefixed/video.mp4",
+        "media/task-prefixed/poster.png",
+        "media/task-prefixed/last_frame.png",
+    }
+    listed = boto3.client("s3").list_objects_v2(Bucket=archive.stack.bucket_name)["Contents"]
+    assert all(o["Key"].startswith("media/") for o in listed)

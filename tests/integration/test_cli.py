@@ -1,5 +1,6 @@
 """The operator CLI as a user drives it: `python -m runway_archiver.cli ...` in a subprocess,
-against template.yaml deployed into moto_server (its own process) and the feed emulator."""
+against template.yaml deployed into the embedded AWS (DynamoDB Local and moto_server, each its own
+process) and the feed emulator."""
 
 from __future__ import annotations
 
@@ -17,7 +18,14 @@ import boto3
 import pytest
 
 from runway_archiver.emulator import FeedEmulator
-from runway_archiver.local_aws import DeployedStack, MotoServer, deploy, patched_environ
+from runway_archiver.local_aws import (
+    DeployedStack,
+    DynamoDBLocal,
+    MotoServer,
+    deploy,
+    patched_environ,
+    uses_dynamodb_local,
+)
 
 from ..conftest import API_KEY
 
@@ -56,12 +64,17 @@ class Cli:
         )
 
     def client(self, service: str) -> Any:
-        return self.session().client(service, endpoint_url=self.moto.endpoint)  # type: ignore[call-overload]
+        endpoint = self.moto.environment().get(f"AWS_ENDPOINT_URL_{service.upper()}", self.moto.endpoint)
+        return self.session().client(service, endpoint_url=endpoint)  # type: ignore[call-overload]
 
 
 @pytest.fixture(scope="module")
-def cli() -> Iterator[Cli]:
-    with MotoServer() as moto, FeedEmulator(api_key=API_KEY) as feed, patched_environ(moto.environment()):
+def cli(dynamodb_local: DynamoDBLocal | None) -> Iterator[Cli]:
+    with (
+        MotoServer(dynamodb=dynamodb_local) as moto,
+        FeedEmulator(api_key=API_KEY) as feed,
+        patched_environ(moto.environment()),
+    ):
         stack = deploy(
             boto3.session.Session(),
             stack_name=STACK,
@@ -171,12 +184,24 @@ def test_replay_publishes_the_same_event_again(after_one_run: Cli) -> None:
     sns.subscribe(TopicArn=after_one_run.stack.topic_arn, Protocol="sqs", Endpoint=queue_arn)
     stored = json.loads(after_one_run.json("show", "cli-done")["item"]["event"])
 
+    # replay publishes nothing with the operator's own credentials (the topic's policy denies
+    # every publisher but the archiver's roles): it puts the event back in the outbox
     replayed = after_one_run.json("replay", "cli-done")
-    assert list(replayed["published"]) == ["cli-done"]
+    assert replayed == {"queued": ["cli-done"], "refused": {}}
+    assert sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []) == []
+    again = after_one_run("replay", "cli-done")
+    assert again.returncode == 1
+    assert again.stderr.strip() == (
+        "runway-archiver: cli-done: its event is already waiting to be published; the next run publishes it"
+    )
+
+    # and the next run, as the poller's role, publishes it once
+    assert after_one_run("run", "--no-progress").returncode == 0
     (message,) = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)["Messages"]
     envelope = json.loads(message["Body"])
     assert json.loads(envelope["Message"]) == stored  # same id, same body
     assert envelope["MessageAttributes"]["type"]["Value"] == "runway.task.archived"
+    assert "outbox" not in after_one_run.json("show", "cli-done")["item"]
 
 
 def test_replay_of_a_task_without_an_outcome_is_refused(after_one_run: Cli) -> None:
@@ -233,9 +258,10 @@ def test_a_bad_status_is_refused_by_the_parser(cli: Cli) -> None:
 def test_local_keeps_an_embedded_archive_up_for_the_other_commands() -> None:
     from runway_archiver.local_aws import free_port
 
-    port, feed_port = free_port(), free_port()
+    port, feed_port, dynamodb_port = free_port(), free_port(), free_port()
+    ports = ["--port", str(port), "--feed-port", str(feed_port), "--dynamodb-port", str(dynamodb_port)]
     server = subprocess.Popen(
-        [sys.executable, "-m", "runway_archiver.cli", "local", "--port", str(port), "--feed-port", str(feed_port)],
+        [sys.executable, "-m", "runway_archiver.cli", "local", *ports],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -248,8 +274,13 @@ def test_local_keeps_an_embedded_archive_up_for_the_other_commands() -> None:
             if line.startswith("Ctrl-C"):
                 break
         assert f"export AWS_ENDPOINT_URL=http://127.0.0.1:{port}" in "".join(printed)
+        dynamodb = {}
+        if uses_dynamodb_local():
+            assert f"export AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:{dynamodb_port}" in "".join(printed)
+            dynamodb = {"AWS_ENDPOINT_URL_DYNAMODB": f"http://127.0.0.1:{dynamodb_port}"}
         environment = {
             **os.environ,
+            **dynamodb,
             "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",

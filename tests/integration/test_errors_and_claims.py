@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 
 import boto3
+import pytest
 
 from runway_archiver.emulator import Fault, FeedEmulator
 from tests.conftest import API_KEY, Archive
@@ -107,7 +109,7 @@ def test_a_task_claimed_by_a_live_run_is_left_alone(archive: Archive, feed: Feed
     archive.table.update_item(
         Key={"task_id": "task-held"},
         UpdateExpression="SET lease_owner = :o, lease_until = :u",
-        ExpressionAttributeValues={":o": "other-run", ":u": int(time.time()) + 300},
+        ExpressionAttributeValues={":o": "other-run", ":u": archive.clock.now() + 300},
     )
 
     summary = archive.run(minutes(0))
@@ -125,7 +127,7 @@ def test_a_claim_left_by_a_crashed_run_is_taken_over_after_its_lease(
     archive.table.update_item(
         Key={"task_id": "task-orphan"},
         UpdateExpression="SET lease_owner = :o, lease_until = :u",
-        ExpressionAttributeValues={":o": "crashed-run", ":u": int(time.time()) - 1},
+        ExpressionAttributeValues={":o": "crashed-run", ":u": archive.clock.now() - 1},
     )
 
     summary = archive.run(minutes(0))
@@ -259,3 +261,52 @@ def test_media_on_a_refused_address_fails_the_task(archive: Archive, feed: FeedE
     assert "instance metadata" in item["error"]
     [event] = archive.events()
     assert event["type"] == "runway.task.failed"
+
+
+def _emitted(stdout: str, metric: str) -> list[tuple[str, dict[str, str], float]]:
+    """(namespace, dimensions, value) of `metric` in the EMF lines a handler printed."""
+    found = []
+    for line in stdout.splitlines():
+        if not line.startswith("{") or '"_aws"' not in line:
+            continue
+        blob = json.loads(line)
+        for directive in blob["_aws"]["CloudWatchMetrics"]:
+            if any(m["Name"] == metric for m in directive["Metrics"]):
+                dimensions = {name: blob[name] for names in directive["Dimensions"] for name in names}
+                value = blob[metric]
+                found.append(
+                    (directive["Namespace"], dimensions, float(value[0] if isinstance(value, list) else value))
+                )
+    return found
+
+
+@pytest.mark.parametrize("broken", ["wrong key", "secret with no value"])
+def test_a_configuration_error_is_counted_in_the_metric_its_alarm_watches(
+    archive: Archive, feed: FeedEmulator, minutes: Minutes, capsys: pytest.CaptureFixture[str], broken: str
+) -> None:
+    # Given a task, and a key the feed refuses or (as a fresh deploy leaves it) no key at all
+    feed.add_task("task-cfg", "3")
+    archive.register("task-cfg")
+    env = {"POWERTOOLS_METRICS_NAMESPACE": "RunwayArchiver"}
+    if broken == "wrong key":
+        feed.api_key = "the-right-key"
+    else:
+        env["API_KEY_SECRET_ARN"] = boto3.client("secretsmanager").create_secret(Name="empty-key")["ARN"]
+    capsys.readouterr()
+
+    # When a scheduled run meets it
+    summary = archive.run(minutes(0), env=env)
+
+    # Then the run ends normally (no Lambda error) but says so in ConfigurationErrors, which
+    # ConfigurationErrorsAlarm watches (tests/test_template.py pins the alarm on this metric)
+    assert summary["configuration_error"]
+    emitted = _emitted(capsys.readouterr().out, "ConfigurationErrors")
+    assert emitted == [("RunwayArchiver", {"service": "runway-archiver"}, 1.0)]
+    assert archive.item("task-cfg")["status"] == "PENDING"
+
+    # and once the key is right, the next run says 0 (the alarm returns to OK)
+    feed.api_key = API_KEY
+    archive.run(minutes(1))
+    assert _emitted(capsys.readouterr().out, "ConfigurationErrors") == [
+        ("RunwayArchiver", {"service": "runway-archiver"}, 0.0)
+    ]
