@@ -271,11 +271,11 @@ def test_forget_with_allow_again_leaves_no_tombstone(cli: Cli) -> None:
 
 
 def test_forget_refuses_a_task_a_run_holds(cli: Cli) -> None:
-    table = cli.session().resource("dynamodb", endpoint_url=cli.moto.endpoint).Table(cli.stack.table_name)
-    table.update_item(
-        Key={"task_id": "arc-held"},
+    cli.client("dynamodb").update_item(
+        TableName=cli.stack.table_name,
+        Key={"task_id": {"S": "arc-held"}},
         UpdateExpression="SET lease_owner = :run, lease_until = :until",
-        ExpressionAttributeValues={":run": "run-in-progress", ":until": 4_000_000_000},
+        ExpressionAttributeValues={":run": {"S": "run-in-progress"}, ":until": {"N": "4000000000"}},
     )
 
     done = cli("forget", "arc-held")
