@@ -132,6 +132,7 @@ def run_demo(*, verbose: bool = True) -> int:
         ok = _report(session, stack.table_name, stack.bucket_name, sqs, queue_url)
         print(f"\nStack {runway.stack_name} (Provider=runway)")
         ok = _report(session, runway.table_name, runway.bucket_name, sqs, runway_queue_url) and ok
+        ok = _manifest_and_verify(session, stack.stack_name, "demo-quick-cat") and ok
     return 0 if ok else 1
 
 
@@ -164,6 +165,35 @@ def _archive_through_runway(
                 break
         handler._poller = None
     return runway, queue_url
+
+
+def _manifest_and_verify(session: boto3.session.Session, stack_name: str, task_id: str) -> bool:
+    """The archive on its own: one task's manifest beside its files, then `runway-archiver verify --all`."""
+    from .archive_ops import archived_task_ids, verify_task
+    from .operator import Archive, StackResources
+
+    resources = StackResources.find(session, stack_name)
+    archive = Archive(session, resources.table_name, resources)
+    reference = archive.get(task_id)["manifest"]
+    manifest = json.loads(
+        session.client("s3").get_object(Bucket=reference["bucket"], Key=reference["key"])["Body"].read()
+    )
+    print(f"\nThe manifest beside {task_id}'s files: s3://{reference['bucket']}/{reference['key']}")
+    shown = {k: v for k, v in manifest.items() if k != "provider_answer"}
+    shown["assets"] = {
+        role: a and {k: a[k] for k in ("key", "size", "sha256", "version_id")} for role, a in manifest["assets"].items()
+    }
+    shown["provider_answer"] = (
+        "{... the provider's answer as received: " + ", ".join(sorted(manifest["provider_answer"])) + "}"
+    )
+    print("\n".join("  " + line for line in json.dumps(shown, indent=2, sort_keys=True).splitlines()))
+    checks = [check for task in archived_task_ids(archive) for check in verify_task(archive, task)]
+    print(f"runway-archiver verify --all (stack {stack_name})")
+    for check in checks:
+        print(f"  {check.task_id:<18} {check.role:<11} {check.result.upper():<9} {check.detail}")
+    failed = sum(1 for check in checks if check.failed)
+    print(f"verify: {len(checks)} check(s), {failed} missing or mismatched")
+    return failed == 0
 
 
 def _subscribe_queue(session: boto3.session.Session, topic_arn: str, name: str = "demo-completion-events") -> str:
