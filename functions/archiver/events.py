@@ -16,6 +16,8 @@ EVENT_TYPES = {
     "ARCHIVED": "runway.task.archived",
     "FAILED": "runway.task.failed",
     "EXPIRED": "runway.task.expired",
+    # Additive (issue 15): the task's files and record were erased (`runway-archiver forget`).
+    "FORGOTTEN": "runway.task.forgotten",
 }
 # Event ids are derived, not random: the same task and outcome always give the same id,
 # so a consumer can drop a redelivered duplicate.
@@ -52,6 +54,7 @@ def build_event(
     provider: Mapping[str, Any] | None,
     provider_name: str | None = None,
     dialect: str | None = None,
+    manifest: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     return {
         "specversion": "1.0",
@@ -72,6 +75,8 @@ def build_event(
             # Additive (issue 11): whose API answered, and in which shape.
             "provider_name": provider_name,
             "dialect": dialect,
+            # Additive (issue 15): the manifest beside the media (null unless ARCHIVED).
+            "manifest": manifest,
         },
     }
 

@@ -19,7 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from .apikey import SecretUnavailable
 from .config import ConfigError
 from .poller import VALID_TASK_ID
-from .tasks import PENDING
+from .tasks import FORGOTTEN, PENDING
 from .workqueue import CALLBACK, WorkRequest
 
 if TYPE_CHECKING:
@@ -113,6 +113,9 @@ class CallbackIntake:
                 return Reply(404, "unknown", "unknown task id", task_id)
             self.store.register(task_id)
             outcome = "registered"
+        elif item.get("status") == FORGOTTEN:
+            # Its tombstone: the task was erased on purpose; a late callback must not bring it back.
+            return Reply(410, "forgotten", "the task was erased from the archive; it is not archived again", task_id)
         elif item.get("status") != PENDING:
             return Reply(200, "unchanged", f"task already {item.get('status')}", task_id)
         else:

@@ -9,14 +9,17 @@ resolves differently a second time (DNS rebinding) gains nothing.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import ipaddress
+import json
 import mimetypes
 import posixpath
 import socket
+import threading
 import time
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Any, ClassVar, TypeAlias, cast
+from typing import IO, TYPE_CHECKING, Any, ClassVar, Final, TypeAlias, cast
 from urllib.parse import urljoin, urlsplit
 
 import urllib3
@@ -39,6 +42,7 @@ if TYPE_CHECKING:
 MiB = 1024 * 1024
 READ_CHUNK = 256 * 1024  # the copy deadline is checked between reads of at most this much
 MAX_REDIRECTS = 3
+MANIFEST_NAME = "task.json"  # beside the media: {prefix}/{task_id}/task.json
 # Refused whatever the operator allows: the EC2 and ECS credential endpoints.
 METADATA_ADDRESSES = frozenset(ipaddress.ip_address(a) for a in ("169.254.169.254", "169.254.170.2", "fd00:ec2::254"))
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
@@ -203,6 +207,14 @@ def _guarded_new_conn(conn: HTTPConnection, guard: AddressGuard) -> socket.socke
         raise NewConnectionError(conn, f"failed to connect: {exc}") from exc
 
 
+# S3 checks a SHA-256 of every request body it is sent (each part of a multipart upload) and refuses
+# one that does not match (BadDigest). botocore computes it with hashlib on every version the Lambda
+# runtime ships, without the CRT; CRC32C and CRC64NVME would need the CRT, and a whole-object
+# (FULL_OBJECT) checksum of a multipart upload needs botocore 1.36 and a value known before the
+# upload starts, which a stream does not have (README, "Integrity").
+CHECKSUM_ALGORITHM: Final = "SHA256"
+
+
 @dataclass(frozen=True)
 class StoredAsset:
     """One media file as it now lives in the archive bucket."""
@@ -212,15 +224,92 @@ class StoredAsset:
     size: int
     sha256: str
     content_type: str
+    version_id: str | None = None
+    # What S3 stored as the object's checksum: the SHA-256 (base64) of a single-request upload,
+    # or the composite of a multipart one ("<base64 of the SHA-256 of the parts' digests>-<parts>").
+    checksum_sha256: str | None = None
 
-    def as_dict(self) -> dict[str, str | int]:
+    def as_dict(self) -> dict[str, str | int | None]:
         return {
             "bucket": self.bucket,
             "key": self.key,
             "size": self.size,
             "sha256": self.sha256,
             "content_type": self.content_type,
+            "version_id": self.version_id,
+            "checksum_sha256": self.checksum_sha256,
         }
+
+
+def composite_sha256(part_checksums: list[str]) -> str:
+    """A multipart object's checksum as S3 composes it: the SHA-256 of the parts' SHA-256s, and their number."""
+    whole = hashlib.sha256(b"".join(base64.b64decode(part) for part in part_checksums)).digest()
+    return f"{base64.b64encode(whole).decode()}-{len(part_checksums)}"
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What S3 answered to the request that created an object."""
+
+    version_id: str | None
+    checksum_sha256: str | None
+
+
+class UploadReceipts:
+    """Catches S3's answer to the request that completes an upload (PutObject or CompleteMultipartUpload).
+
+    upload_fileobj returns nothing; the version id and the stored checksum are in that answer. The
+    hooks are botocore's public event system; the request context carries the key from one to the other.
+    """
+
+    OPERATIONS = ("PutObject", "UploadPart", "CompleteMultipartUpload")
+
+    def __init__(self, s3: S3Client) -> None:
+        self._lock = threading.Lock()
+        self._receipts: dict[tuple[str, str], Receipt] = {}
+        self._parts: dict[tuple[str, str], dict[int, str]] = {}
+        self._metadata: dict[tuple[str, str], Callable[[], dict[str, str]]] = {}
+        for operation in self.OPERATIONS:
+            s3.meta.events.register(f"before-parameter-build.s3.{operation}", self._note_key)
+            s3.meta.events.register(f"after-call.s3.{operation}", self._keep)
+
+    def expect(self, bucket: str, key: str, late_metadata: Callable[[], dict[str, str]]) -> None:
+        """`late_metadata` is added to a single-request upload: by then the whole body has been read."""
+        with self._lock:
+            self._metadata[(bucket, key)] = late_metadata
+
+    def take(self, bucket: str, key: str) -> Receipt | None:
+        with self._lock:
+            self._metadata.pop((bucket, key), None)
+            parts = self._parts.pop((bucket, key), {})
+            receipt = self._receipts.pop((bucket, key), None)
+        if receipt and not receipt.checksum_sha256 and parts:
+            # S3 answers CompleteMultipartUpload with the composite; an emulator may not: the same value
+            # from the parts' checksums S3 echoed (no second pass over the bytes).
+            receipt = Receipt(receipt.version_id, composite_sha256([parts[n] for n in sorted(parts)]))
+        return receipt
+
+    def _note_key(self, params: dict[str, Any], context: dict[str, Any], model: Any, **_: Any) -> None:
+        where = (str(params.get("Bucket")), str(params.get("Key")))
+        context["archiver_object"] = where
+        context["archiver_part"] = params.get("PartNumber")
+        with self._lock:
+            late = self._metadata.get(where)
+        if late is not None and model.name == "PutObject":
+            params["Metadata"] = {**params.get("Metadata", {}), **late()}
+
+    def _keep(self, http_response: Any, parsed: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        where = context.get("archiver_object")
+        if where is None or http_response.status_code >= 300:
+            return
+        with self._lock:
+            if where not in self._metadata:
+                return
+            if context.get("archiver_part") is not None:
+                if parsed.get("ChecksumSHA256"):
+                    self._parts.setdefault(where, {})[int(context["archiver_part"])] = parsed["ChecksumSHA256"]
+                return
+            self._receipts[where] = Receipt(parsed.get("VersionId"), parsed.get("ChecksumSHA256"))
 
 
 class _HashingReader:
@@ -314,6 +403,7 @@ class MediaArchiver:
         self._http = http or guarded_pool_manager(guard, maxsize=8, block=True)
         self._timeout = timeout or urllib3.Timeout(connect=3.05, read=30.0)
         self._transfer = transfer_config or streaming_transfer_config()
+        self._receipts = UploadReceipts(s3)
         self._retry = urllib3.Retry(
             total=2,
             connect=2,
@@ -357,19 +447,62 @@ class MediaArchiver:
             raise MediaTooLarge(f"Content-Length {expected} exceeds the limit of {self._max_bytes} bytes")
         key = self.key_for(task_id, role, _extension(content_type, url))
         reader = _HashingReader(response, expected, self._max_bytes, deadline or float("inf"))
+        # A file copied out of the bucket still says what it is. The SHA-256 is known before the object
+        # is created only for a single-request upload; a multipart one names it in the manifest.
+        self._receipts.expect(self._bucket, key, lambda: {"sha256": reader.hexdigest} if reader.finished else {})
         try:
             self._s3.upload_fileobj(
                 cast("IO[bytes]", reader),  # file-like enough: s3transfer only calls read()
                 self._bucket,
                 key,
-                ExtraArgs={"ContentType": content_type},
+                ExtraArgs={
+                    "ContentType": content_type,
+                    "ChecksumAlgorithm": CHECKSUM_ALGORITHM,
+                    "Metadata": {"task-id": task_id, "role": role},
+                },
                 Config=self._transfer,
             )
         except (ClientError, BotoCoreError) as exc:
-            raise MediaError(f"upload to s3://{self._bucket}/{key} failed: {type(exc).__name__}") from exc
+            self._receipts.take(self._bucket, key)
+            raise MediaError(f"upload to s3://{self._bucket}/{key} failed: {_s3_error(exc)}") from exc
+        receipt = self._receipts.take(self._bucket, key) or Receipt(None, None)
         if not reader.finished:
             raise MediaError("upload ended before the download did")
-        return StoredAsset(self._bucket, key, reader.size, reader.hexdigest, content_type)
+        return StoredAsset(
+            self._bucket,
+            key,
+            reader.size,
+            reader.hexdigest,
+            content_type,
+            version_id=receipt.version_id,
+            checksum_sha256=receipt.checksum_sha256,
+        )
+
+    def put_manifest(self, task_id: str, manifest: dict[str, Any]) -> StoredAsset:
+        """Write `{prefix}/{task_id}/task.json` (after the media, before the item names it)."""
+        key = f"{self._prefix}/{task_id}/{MANIFEST_NAME}"
+        body = json.dumps(manifest, indent=2, sort_keys=True).encode()
+        digest = hashlib.sha256(body)
+        try:
+            answer = self._s3.put_object(
+                Bucket=self._bucket,
+                Key=key,
+                Body=body,
+                ContentType="application/json",
+                ChecksumAlgorithm=CHECKSUM_ALGORITHM,
+                Metadata={"task-id": task_id, "role": "manifest", "sha256": digest.hexdigest()},
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise MediaError(f"writing s3://{self._bucket}/{key} failed: {_s3_error(exc)}") from exc
+        return StoredAsset(
+            self._bucket,
+            key,
+            len(body),
+            digest.hexdigest(),
+            "application/json",
+            version_id=answer.get("VersionId"),
+            checksum_sha256=answer.get("ChecksumSHA256") or base64.b64encode(digest.digest()).decode(),
+        )
 
     def _open(self, url: str) -> urllib3.BaseHTTPResponse:
         """GET `url`, following at most MAX_REDIRECTS redirects, each hop checked again."""
@@ -402,6 +535,12 @@ class MediaArchiver:
                 )
             return response
         raise MediaError(f"more than {MAX_REDIRECTS} redirects from {_safe(url)}", Persistence.PERSISTENT)
+
+
+def _s3_error(exc: Exception) -> str:
+    """The error's class and, for S3's refusals, its code (BadDigest: a part S3 received corrupted)."""
+    code = exc.response.get("Error", {}).get("Code") if isinstance(exc, ClientError) else None
+    return f"{type(exc).__name__} {code}" if code else type(exc).__name__
 
 
 def _accepted_content_type(role: str, kind: str, response: urllib3.BaseHTTPResponse, url: str) -> str:

@@ -90,6 +90,7 @@ class Outcome:
     status: str
     error: str | None = None
     assets: Mapping[str, StoredAsset | None] = field(default_factory=dict)
+    manifest: StoredAsset | None = None
 
 
 class Poller:
@@ -337,7 +338,34 @@ class Run:
                     return
         copied = sum(asset.size for asset in assets.values() if asset)
         self.summary.add(bytes_archived=copied)
-        self.finish(claim, answer, Outcome(ARCHIVED, assets=assets))
+        try:
+            # After the media (it lists them), before the item (which names it): a manifest is
+            # never left naming files that are not there, and an archived item always has one.
+            manifest = self.p.media.put_manifest(claim.task_id, self.manifest(claim, answer, assets))
+        except MediaError as exc:
+            self.summary.add(archive_errors=1)
+            logger.warning("writing the manifest failed", extra={"reason": exc.reason})
+            self.setback(claim, answer, f"manifest: {exc.reason}", exc.persistence)
+            return
+        self.finish(claim, answer, Outcome(ARCHIVED, assets=assets, manifest=manifest))
+
+    def manifest(self, claim: Claim, answer: FeedAnswer, assets: Mapping[str, StoredAsset | None]) -> dict[str, Any]:
+        """What the archive knows of the task, kept beside its files (README, "The manifest")."""
+        return {
+            "manifest_version": 1,
+            "task_id": claim.task_id,
+            "status": ARCHIVED,
+            "provider_name": self.p.feed.provider.value,
+            "dialect": answer.dialect.value,
+            "prompt": _text(answer.facts, "prompt"),
+            "prompt_en": _text(answer.facts, "prompt_en"),
+            "provider_answer": from_dynamo(dict(answer.data)),
+            "assets": events.asset_map({role: asset.as_dict() if asset else None for role, asset in assets.items()}),
+            "archived_at": self.now_iso,
+            "event_id": events.event_id(claim.task_id, ARCHIVED),
+            "event_type": events.EVENT_TYPES[ARCHIVED],
+            "event_source": self.settings.event_source,
+        }
 
     def setback(self, claim: Claim, answer: FeedAnswer | None, reason: str, persistence: Persistence) -> None:
         """A poll or copy that failed: fail the task, or keep it pending, as the error deserves."""
@@ -388,6 +416,7 @@ class Run:
         provider = from_dynamo(dict(answer.data)) if answer else _stored_provider(claim)
         dialect = answer.dialect.value if answer else _stored_text(claim, "dialect")
         facts = answer.facts if answer else claim.item
+        manifest = _manifest_reference(outcome.manifest)
         event = events.encode(
             events.build_event(
                 source=self.settings.event_source,
@@ -401,11 +430,14 @@ class Run:
                 provider=provider,
                 provider_name=self.p.feed.provider.value,
                 dialect=dialect,
+                manifest=manifest,
             )
         )
         fields: dict[str, Any] = {"last_polled_at": self.now_iso, **_provider_fields(answer), "error": outcome.error}
         if outcome.status == ARCHIVED:
             fields["assets"] = assets
+        if manifest is not None:
+            fields["manifest"] = manifest
         self.p.store.record_outcome(claim, outcome.status, fields, event, completed_at=self.now_iso)
         self.summary.add(**{outcome.status.lower(): 1})
         log = logger.warning if outcome.error else logger.info
@@ -487,6 +519,19 @@ def _provider_fields(answer: FeedAnswer | None) -> dict[str, Any]:
         if answer.facts.get(name) is not None:
             fields[f"provider_{name}"] = answer.facts[name]
     return fields
+
+
+def _manifest_reference(manifest: StoredAsset | None) -> dict[str, Any] | None:
+    if manifest is None:
+        return None
+    return {
+        "bucket": manifest.bucket,
+        "key": manifest.key,
+        "version_id": manifest.version_id,
+        "size": manifest.size,
+        "sha256": manifest.sha256,
+        "checksum_sha256": manifest.checksum_sha256,
+    }
 
 
 def _stored_provider(claim: Claim) -> dict[str, Any] | None:

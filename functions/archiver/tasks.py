@@ -2,7 +2,7 @@
 
 Item shape (the public contract is `task_id` (S, partition key) and `status`; the rest is ours):
 
-    status           PENDING | ARCHIVED | FAILED | EXPIRED
+    status           PENDING | ARCHIVED | FAILED | EXPIRED | FORGOTTEN (a tombstone: `runway-archiver forget`)
     first_seen_at    epoch seconds when the archiver first claimed the task (expiry counts from it)
     next_poll_at     epoch seconds before which the task is not due
     poll_count       polls so far
@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
 
 PENDING, ARCHIVED, FAILED, EXPIRED = "PENDING", "ARCHIVED", "FAILED", "EXPIRED"
+# Not an outcome of a run: the operator erased the task. The item stays, so the id is known and
+# neither register() nor a callback brings the task back.
+FORGOTTEN = "FORGOTTEN"
 TERMINAL_STATUSES = (ARCHIVED, FAILED, EXPIRED)
 STATUS_INDEX = "status-index"
 OUTBOX_INDEX = "outbox-index"
@@ -274,7 +277,8 @@ class TaskStore:
             raise
 
     def register(self, task_id: str) -> bool:
-        """Put a new PENDING task (the contract's minimal item); False if the id is already known."""
+        """Put a new PENDING task (the contract's minimal item); False if the id is already known,
+        a forgotten task's tombstone included."""
         try:
             self._table.put_item(
                 Item={"task_id": task_id, "status": PENDING}, ConditionExpression="attribute_not_exists(task_id)"

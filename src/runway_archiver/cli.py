@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
+from .archive_cli import ARCHIVE_COMMANDS, add_archive_commands
 from .operator import (
     EPOCH_ATTRIBUTES,
     MAX_LINK_SECONDS,
@@ -137,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument("--feed-port", type=int, default=5056, help="the feed emulator's port (default 5056)")
     local.add_argument("--dynamodb-port", type=int, default=5057, help="DynamoDB Local's port (default 5057)")
 
+    add_archive_commands(commands, common)  # verify, export, forget (archive_cli.py)
+
     demo = commands.add_parser("demo", help="run the archiver locally against emulated AWS and feed (make demo)")
     demo.add_argument("--quiet", action="store_true", help="print only the final report")
     return parser
@@ -251,8 +254,10 @@ def _track(args: argparse.Namespace, out: Output) -> int:
     def text() -> Iterator[str]:
         yield from (f"registered {task_id}" for task_id in result.registered)
         yield from (f"already known {task_id} (left as it is)" for task_id in result.already_known)
+        yield from (f"forgotten {task_id} (erased; not registered again)" for task_id in result.forgotten)
 
-    out.emit({"registered": result.registered, "already_known": result.already_known}, text)
+    registration = {"registered": result.registered, "already_known": result.already_known}
+    out.emit({**registration, **({"forgotten": result.forgotten} if result.forgotten else {})}, text)
     return 0
 
 
@@ -461,6 +466,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Output], int]] = {
     "replay": _replay,
     "run": _run,
     "status": _status,
+    **ARCHIVE_COMMANDS,
 }
 
 

@@ -59,7 +59,7 @@ MAX_RUNS = 15
 LOG_FILE = Path(tempfile.gettempdir()) / "runway-archiver-demo.log"
 
 
-def run_demo(*, verbose: bool = True) -> int:
+def run_demo(*, verbose: bool = True) -> int:  # noqa: PLR0915 - the demo reads top to bottom, as it runs
     say = print if verbose else (lambda *_a, **_k: None)
     with (
         MotoServer() as moto,
@@ -135,6 +135,7 @@ def run_demo(*, verbose: bool = True) -> int:
         ok = _report(session, stack.table_name, stack.bucket_name, sqs, queue_url)
         print(f"\nStack {runway.stack_name} (Provider=runway)")
         ok = _report(session, runway.table_name, runway.bucket_name, sqs, runway_queue_url) and ok
+        ok = _manifest_and_verify(session, stack.stack_name, "demo-quick-cat") and ok
         _status(session, stack.stack_name)
     return 0 if ok else 1
 
@@ -201,6 +202,35 @@ def _status(session: boto3.session.Session, stack_name: str) -> None:
         f"\nThe functions' log lines are in {LOG_FILE}. Next: `make local` keeps such an archive up, and "
         "`.venv/bin/runway-archiver track|run|list|show|status` works against it (README, Operator CLI)."
     )
+
+
+def _manifest_and_verify(session: boto3.session.Session, stack_name: str, task_id: str) -> bool:
+    """The archive on its own: one task's manifest beside its files, then `runway-archiver verify --all`."""
+    from .archive_ops import archived_task_ids, verify_task
+    from .operator import Archive, StackResources
+
+    resources = StackResources.find(session, stack_name)
+    archive = Archive(session, resources.table_name, resources)
+    reference = archive.get(task_id)["manifest"]
+    manifest = json.loads(
+        session.client("s3").get_object(Bucket=reference["bucket"], Key=reference["key"])["Body"].read()
+    )
+    print(f"\nThe manifest beside {task_id}'s files: s3://{reference['bucket']}/{reference['key']}")
+    shown = {k: v for k, v in manifest.items() if k != "provider_answer"}
+    shown["assets"] = {
+        role: a and {k: a[k] for k in ("key", "size", "sha256", "version_id")} for role, a in manifest["assets"].items()
+    }
+    shown["provider_answer"] = (
+        "{... the provider's answer as received: " + ", ".join(sorted(manifest["provider_answer"])) + "}"
+    )
+    print("\n".join("  " + line for line in json.dumps(shown, indent=2, sort_keys=True).splitlines()))
+    checks = [check for task in archived_task_ids(archive) for check in verify_task(archive, task)]
+    print(f"runway-archiver verify --all (stack {stack_name})")
+    for check in checks:
+        print(f"  {check.task_id:<18} {check.role:<11} {check.result.upper():<9} {check.detail}")
+    failed = sum(1 for check in checks if check.failed)
+    print(f"verify: {len(checks)} check(s), {failed} missing or mismatched")
+    return failed == 0
 
 
 def _subscribe_queue(session: boto3.session.Session, topic_arn: str, name: str = "demo-completion-events") -> str:

@@ -228,6 +228,8 @@ def _deploy(
         if _ref(output.get("Value")) in secret_arns:
             outputs[name] = secret_arns[output["Value"]["Ref"]]
 
+    _apply_bucket_versioning(session, cloud, physical)
+
     lambda_client = session.client("lambda")
     environments: dict[str, dict[str, str]] = {}
     for logical_id, resource in cloud["Resources"].items():
@@ -260,6 +262,16 @@ def _deploy(
 
 def _secret_string(value: str | None) -> dict[str, Any]:
     return {} if value is None else {"SecretString": value}
+
+
+def _apply_bucket_versioning(session: boto3.session.Session, cloud: dict[str, Any], physical: dict[str, str]) -> None:
+    """moto's CloudFormation ignores a bucket's VersioningConfiguration: apply it as S3 would."""
+    for logical_id, resource in cloud["Resources"].items():
+        status = resource.get("Properties", {}).get("VersioningConfiguration", {}).get("Status")
+        if resource["Type"] == "AWS::S3::Bucket" and status and logical_id in physical:
+            session.client("s3").put_bucket_versioning(
+                Bucket=physical[logical_id], VersioningConfiguration={"Status": status}
+            )
 
 
 def _ref(value: Any) -> str | None:

@@ -152,6 +152,10 @@ class Archive:
         self.table = session.resource("dynamodb").Table(table_name)
 
     @property
+    def session(self) -> boto3.session.Session:
+        return self._session
+
+    @property
     def resources(self) -> StackResources:
         if self._resources is None:
             raise OperatorError("this command needs the stack (pass --stack), not only a table")

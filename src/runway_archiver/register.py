@@ -25,10 +25,14 @@ def invalid_task_ids(task_ids: Iterable[str]) -> list[str]:
 class Registration:
     registered: list[str] = field(default_factory=list)
     already_known: list[str] = field(default_factory=list)
+    # Erased with `forget`: the tombstone keeps the id from coming back (unless forgotten --allow-again).
+    forgotten: list[str] = field(default_factory=list)
 
 
 def register_tasks(table: str | Table, task_ids: Iterable[str]) -> Registration:
     """Register each task id once; an id already in the table is left as it is (never reset).
+
+    A forgotten task's tombstone is such an item: it is reported in `forgotten`, never registered again.
 
     `table` is a table name (boto3's default session is used) or a boto3 Table resource.
     """
@@ -49,5 +53,11 @@ def register_tasks(table: str | Table, task_ids: Iterable[str]) -> Registration:
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise
-            result.already_known.append(task_id)
+            known = target.get_item(
+                Key={"task_id": task_id}, ProjectionExpression="#s", ExpressionAttributeNames={"#s": "status"}
+            )
+            if known.get("Item", {}).get("status") == "FORGOTTEN":
+                result.forgotten.append(task_id)
+            else:
+                result.already_known.append(task_id)
     return result

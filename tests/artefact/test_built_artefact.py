@@ -256,8 +256,18 @@ def test_the_built_functions_archive_and_announce_on_python313_with_the_runtimes
 
     # Then both tasks are archived and each announced once, by code that ran on the runtime's botocore only
     for task_id, size in (("art-polled", 200_000), ("art-called-back", 100_000)):
-        assert archive.item(task_id)["status"] == "ARCHIVED"
+        item = archive.item(task_id)
+        assert item["status"] == "ARCHIVED"
         assert archive.object(f"runway/{task_id}/video.mp4")["ContentLength"] == size
+        # the SHA-256 checksum S3 checks, the version, the metadata and the manifest (issue 15) work
+        # with the runtime's boto3 too
+        head = boto3.client("s3").head_object(
+            Bucket=archive.stack.bucket_name, Key=f"runway/{task_id}/video.mp4", ChecksumMode="ENABLED"
+        )
+        video = item["assets"]["video"]
+        assert (head["ChecksumSHA256"], head["VersionId"]) == (video["checksum_sha256"], video["version_id"])
+        assert head["Metadata"] == {"task-id": task_id, "role": "video", "sha256": video["sha256"]}
+        assert archive.object(item["manifest"]["key"])["VersionId"] == item["manifest"]["version_id"]
     assert sorted((e["subject"], e["type"]) for e in archive.events()) == [
         ("art-called-back", "runway.task.archived"),
         ("art-polled", "runway.task.archived"),

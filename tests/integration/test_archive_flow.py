@@ -65,9 +65,11 @@ def test_the_completion_event_is_a_cloudevent_with_filterable_attributes(
     assert event["datacontenttype"] == "application/json"
     assert isinstance(event["id"], str) and event["id"]
     data = event["data"]
-    # The contract's fields, and the two added by issue 11 (additive): who answered, in which shape.
+    # The contract's fields, the two added by issue 11 (additive): who answered, in which shape,
+    # and the manifest added by issue 15.
     assert set(data) == {
-        "task_id", "status", "assets", "prompt", "prompt_en", "error", "provider", "provider_name", "dialect"
+        "task_id", "status", "assets", "prompt", "prompt_en", "error", "provider", "provider_name", "dialect",
+        "manifest",
     }  # fmt: skip
     assert data["provider_name"] == "cometapi"
     assert data["dialect"] == "feed-2024"
@@ -77,7 +79,8 @@ def test_the_completion_event_is_a_cloudevent_with_filterable_attributes(
     assert data["prompt"] == "a cat"
     assert set(data["assets"]) == {"video", "poster", "last_frame"}
     for asset in data["assets"].values():
-        assert set(asset) == {"bucket", "key", "size", "sha256", "content_type"}
+        # issue 15 added the object's version and the checksum S3 stored
+        assert set(asset) == {"bucket", "key", "size", "sha256", "content_type", "version_id", "checksum_sha256"}
         assert asset["bucket"] == archive.stack.bucket_name
     assert data["provider"]["status"] == "3"
     assert data["provider"]["video_url"].endswith("/media/task-ev/video.mp4")

@@ -1,0 +1,451 @@
+"""The archive as an auditor, a data team and a data-protection request see it: verify, export, forget.
+
+Plain functions over the operator's `Archive` (boto3). Every read of the table is by key, by the
+status index, or (export without a status) a Scan page by page: nothing holds the whole table.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from archiver.events import BASE_ASSET_ROLES, EventPublisher, build_event, encode
+from archiver.tasks import ARCHIVED, FORGOTTEN, STATUS_INDEX, UNANNOUNCED, from_dynamo
+
+from .operator import Archive, OperatorError
+
+__all__ = ["FORGOTTEN", "archived_task_ids", "export_rows", "forget", "verify_task", "write_export"]
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator
+    from typing import TextIO
+
+READ_CHUNK = 1024 * 1024
+DEFAULT_KEY_PREFIX = "runway"
+DEFAULT_EVENT_SOURCE = "runway-archiver"
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _same_checksum(recorded: str, stored: str) -> bool:
+    # S3 writes a multipart object's composite as "<base64>-<parts>"; moto leaves the suffix off.
+    return recorded.split("-", maxsplit=1)[0] == stored.split("-", maxsplit=1)[0]
+
+
+# -- verify ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Check:
+    """One archived file checked against what the item recorded."""
+
+    task_id: str
+    role: str
+    key: str | None
+    result: str  # ok | missing | mismatch | skipped
+    detail: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return self.result in ("missing", "mismatch")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "task_id": self.task_id,
+            "role": self.role,
+            "key": self.key,
+            "result": self.result,
+            "detail": self.detail,
+        }
+
+
+def archived_task_ids(archive: Archive) -> Iterator[str]:
+    """Every ARCHIVED task's id, page by page from the status index."""
+    kwargs: dict[str, Any] = {
+        "IndexName": STATUS_INDEX,
+        "KeyConditionExpression": "#status = :status",
+        "ExpressionAttributeNames": {"#status": "status"},
+        "ExpressionAttributeValues": {":status": ARCHIVED},
+        "ProjectionExpression": "task_id",
+    }
+    while True:
+        page = archive.table.query(**kwargs)
+        yield from (str(item["task_id"]) for item in page.get("Items", []))
+        if "LastEvaluatedKey" not in page:
+            return
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def verify_task(archive: Archive, task_id: str, *, deep: bool = False) -> list[Check]:
+    """Each archived file of the task (and its manifest): there, the recorded size and checksum; `deep`
+    also downloads it and hashes it again."""
+    try:
+        item = archive.get(task_id)
+    except OperatorError as exc:
+        return [Check(task_id, "-", None, "missing", str(exc))]
+    if item.get("status") != ARCHIVED:
+        return [Check(task_id, "-", None, "skipped", f"{item.get('status')}: nothing archived to verify")]
+    s3 = archive.session.client("s3")
+    checks = [
+        _verify_object(s3, task_id, role, asset, deep)
+        for role, asset in (item.get("assets") or {}).items()
+        if asset  # a role the provider gave nothing for
+    ]
+    manifest = item.get("manifest")
+    if manifest:
+        checks.append(_verify_object(s3, task_id, "manifest", manifest, deep))
+        if deep and not checks[-1].failed:
+            checks.append(_verify_manifest_contents(s3, task_id, manifest, item))
+    else:
+        checks.append(Check(task_id, "manifest", None, "skipped", "archived before manifests existed"))
+    return checks
+
+
+def _verify_object(s3: Any, task_id: str, role: str, recorded: dict[str, Any], deep: bool) -> Check:
+    bucket, key = recorded["bucket"], recorded["key"]
+    try:
+        head = s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return Check(task_id, role, key, "missing", "no such object")
+        raise
+    problems = _head_problems(head, recorded)
+    if not problems and deep:
+        digest = hashlib.sha256()
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+        for chunk in iter(lambda: body.read(READ_CHUNK), b""):
+            digest.update(chunk)
+        if digest.hexdigest() != recorded.get("sha256"):
+            problems.append("its SHA-256, computed again, differs from the recorded one")
+    if problems:
+        return Check(task_id, role, key, "mismatch", "; ".join(problems))
+    expected = recorded.get("checksum_sha256")
+    how = "SHA-256 computed again" if deep else ("size and S3 checksum" if expected else "size (no checksum recorded)")
+    return Check(task_id, role, key, "ok", how)
+
+
+def _head_problems(head: dict[str, Any], recorded: dict[str, Any]) -> list[str]:
+    """What S3 says of the object (without downloading it) that disagrees with the record."""
+    problems = []
+    if head["ContentLength"] != recorded.get("size"):
+        problems.append(f"size {head['ContentLength']}, recorded {recorded.get('size')}")
+    stored, expected = head.get("ChecksumSHA256"), recorded.get("checksum_sha256")
+    if expected and not stored:
+        problems.append("S3 stores no SHA-256 checksum for it (written by something else)")
+    elif expected and stored and not _same_checksum(expected, stored):
+        problems.append("S3's stored SHA-256 checksum differs from the recorded one")
+    if recorded.get("version_id") and head.get("VersionId") != recorded["version_id"]:
+        problems.append("a newer version replaced the archived one")
+    named = head.get("Metadata", {}).get("sha256")
+    if named and named != recorded.get("sha256"):
+        problems.append("its sha256 metadata differs from the recorded SHA-256")
+    return problems
+
+
+def _verify_manifest_contents(s3: Any, task_id: str, manifest: dict[str, Any], item: dict[str, Any]) -> Check:
+    document = json.loads(s3.get_object(Bucket=manifest["bucket"], Key=manifest["key"])["Body"].read())
+    listed = {role: (a or {}).get("sha256") for role, a in document.get("assets", {}).items()}
+    recorded = {role: (a or {}).get("sha256") for role, a in (item.get("assets") or {}).items()}
+    if document.get("task_id") != task_id or listed != recorded:
+        return Check(task_id, "manifest", manifest["key"], "mismatch", "its task id or assets differ from the item")
+    return Check(task_id, "manifest", manifest["key"], "ok", "lists the recorded files")
+
+
+# -- export ------------------------------------------------------------------------------------
+EXPORT_ATTRIBUTES = (
+    "task_id",
+    "status",
+    "provider_name",
+    "dialect",
+    "prompt",
+    "prompt_en",
+    "error",
+    "first_seen_at",
+    "completed_at",
+    "announced_at",
+    "forgotten_at",
+    "assets",
+    "manifest",
+)
+CSV_COLUMNS = (
+    "task_id",
+    "status",
+    "provider_name",
+    "dialect",
+    "prompt",
+    "prompt_en",
+    "error",
+    "completed_at",
+    "manifest_key",
+    *(f"{role}_{part}" for role in BASE_ASSET_ROLES for part in ("key", "size", "sha256")),
+    "other_assets",
+)
+
+
+def export_rows(archive: Archive, status: str | None = None, page_size: int = 500) -> Iterator[dict[str, Any]]:
+    """One row per task, a page at a time: the status index (then the items) for one status, else a Scan."""
+    names = {f"#{a}": a for a in EXPORT_ATTRIBUTES}
+    projection = ", ".join(names)
+    if status is None:
+        for items in _pages(
+            archive.table.scan, Limit=page_size, ProjectionExpression=projection, ExpressionAttributeNames=names
+        ):
+            yield from (_row(from_dynamo(item)) for item in items)
+        return
+    dynamodb = archive.session.resource("dynamodb")
+    for keys in _pages(
+        archive.table.query,
+        IndexName=STATUS_INDEX,
+        KeyConditionExpression="#status = :status",
+        ExpressionAttributeNames={"#status": "status"},
+        ExpressionAttributeValues={":status": status},
+        ProjectionExpression="task_id",
+        Limit=100,  # BatchGetItem takes at most 100 keys
+    ):
+        if keys:
+            keyed = [{"task_id": k["task_id"]} for k in keys]
+            yield from (_row(item) for item in _batch_get(dynamodb, archive.table.name, keyed, names))
+
+
+def _pages(read: Callable[..., Any], **kwargs: Any) -> Iterator[list[dict[str, Any]]]:
+    while True:
+        page = read(**kwargs)
+        yield page.get("Items", [])
+        if "LastEvaluatedKey" not in page:
+            return
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _batch_get(dynamodb: Any, name: str, keys: list[dict[str, Any]], names: dict[str, str]) -> list[dict[str, Any]]:
+    request: dict[str, Any] = {
+        name: {"Keys": keys, "ProjectionExpression": ", ".join(names), "ExpressionAttributeNames": names}
+    }
+    rows: list[dict[str, Any]] = []
+    while request:
+        answer = dynamodb.batch_get_item(RequestItems=request)
+        rows.extend(from_dynamo(item) for item in answer["Responses"].get(name, []))
+        request = answer.get("UnprocessedKeys") or {}
+    return sorted(rows, key=lambda row: str(row["task_id"]))
+
+
+def _row(item: dict[str, Any]) -> dict[str, Any]:
+    assets = {
+        role: {k: asset.get(k) for k in ("key", "size", "sha256", "content_type", "version_id", "checksum_sha256")}
+        if asset
+        else None
+        for role, asset in (item.get("assets") or {}).items()
+    }
+    return {
+        **{name: item.get(name) for name in EXPORT_ATTRIBUTES if name not in ("assets", "manifest")},
+        "manifest_key": (item.get("manifest") or {}).get("key"),
+        "assets": assets,
+    }
+
+
+def write_export(rows: Iterable[dict[str, Any]], out: TextIO, fmt: str) -> int:
+    """Write rows as JSON Lines or CSV as they come; the number written."""
+    count = 0
+    if fmt == "jsonl":
+        for row in rows:
+            out.write(json.dumps(row, sort_keys=True, default=str) + "\n")
+            count += 1
+        return count
+    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        flat = {name: row.get(name) for name in CSV_COLUMNS}
+        assets = row.get("assets") or {}
+        for role in BASE_ASSET_ROLES:
+            for part in ("key", "size", "sha256"):
+                flat[f"{role}_{part}"] = (assets.get(role) or {}).get(part)
+        others = {role: a for role, a in assets.items() if role not in BASE_ASSET_ROLES and a}
+        flat["other_assets"] = json.dumps(others, sort_keys=True) if others else ""
+        writer.writerow(flat)
+        count += 1
+    return count
+
+
+def csv_text(rows: Iterable[dict[str, Any]]) -> str:
+    """The CSV of a few rows as one string (for tests and the demo)."""
+    buffer = io.StringIO()
+    write_export(rows, buffer, "csv")
+    return buffer.getvalue()
+
+
+# -- forget ------------------------------------------------------------------------------------
+@dataclass
+class Forgotten:
+    task_id: str
+    versions_deleted: int = 0
+    uploads_aborted: int = 0
+    announced: bool = False
+    event_id: str | None = None
+    tombstone_kept: bool = True
+    prefixes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def forget(archive: Archive, task_id: str, *, allow_again: bool = False, now: datetime | None = None) -> Forgotten:
+    """Erase a task: every version of every object under its prefix, its manifest, the item's content.
+
+    Order: the tombstone first (no run can claim or archive the task from then on), then S3, then the
+    event (through the item's outbox, so a publish that fails is made by the next run). Running it
+    again finishes an erasure that was cut short. Refused while a run holds the task.
+    """
+    # Imported here: the poller module names its Powertools logger after the service at import time,
+    # and the demo sets the service's environment only after the CLI is loaded.
+    from archiver.poller import VALID_TASK_ID
+
+    if not VALID_TASK_ID.fullmatch(task_id):
+        raise OperatorError(f"{task_id!r} is not a task id")
+    moment = now or datetime.now(UTC)
+    item = archive.get(task_id)
+    lease_until = int(item.get("lease_until") or 0)
+    if lease_until > int(moment.timestamp()):
+        until = _iso(datetime.fromtimestamp(lease_until, UTC))
+        raise OperatorError(f"{task_id} is held by a run until {until}; try again after it ends")
+    if item.get("outbox") == UNANNOUNCED and item.get("status") != FORGOTTEN:
+        raise OperatorError(f"{task_id}: its outcome is still being announced; try again after the next run")
+    environment = _poller_environment(archive)
+    prefix = environment.get("KEY_PREFIX", "").strip("/") or DEFAULT_KEY_PREFIX
+    where = _places(archive, item, task_id, prefix)
+    result = Forgotten(task_id, prefixes=[f"s3://{bucket}/{p}" for bucket, p in sorted(where)])
+    former_assets = item.get("assets") or {}
+    former_manifest = item.get("manifest")
+    if item.get("status") != FORGOTTEN:
+        _tombstone(archive, task_id, item, moment)
+    for bucket, task_prefix in sorted(where):
+        deleted, aborted = _erase_prefix(archive, bucket, task_prefix)
+        result.versions_deleted += deleted
+        result.uploads_aborted += aborted
+    event = encode(
+        build_event(
+            source=environment.get("EVENT_SOURCE") or DEFAULT_EVENT_SOURCE,
+            task_id=task_id,
+            status=FORGOTTEN,
+            time=_iso(moment),
+            # which files were erased (names and digests, no content), so copies can be erased too
+            assets={
+                role: {k: a.get(k) for k in ("bucket", "key", "size", "sha256")} if a else None
+                for role, a in former_assets.items()
+            },
+            prompt=None,
+            prompt_en=None,
+            error=None,
+            provider=None,
+            provider_name=item.get("provider_name"),
+            manifest={k: former_manifest.get(k) for k in ("bucket", "key")} if former_manifest else None,
+        )
+    )
+    result.event_id = json.loads(event)["id"]
+    archive.table.update_item(
+        Key={"task_id": task_id},
+        # completed_at is the outbox index's sort key: without it the next run would not see the event
+        UpdateExpression="SET #outbox = :unannounced, #event = :event, completed_at = :at",
+        ConditionExpression="#status = :forgotten",
+        ExpressionAttributeNames={"#outbox": "outbox", "#event": "event", "#status": "status"},
+        ExpressionAttributeValues={
+            ":unannounced": UNANNOUNCED,
+            ":event": event,
+            ":forgotten": FORGOTTEN,
+            ":at": _iso(moment),
+        },
+    )
+    try:
+        EventPublisher(archive.session.client("sns"), archive.resources.topic_arn).publish(event)
+    except ClientError:
+        return result  # in the outbox: the next run publishes it
+    result.announced = True
+    archive.table.update_item(
+        Key={"task_id": task_id},
+        UpdateExpression="SET announced_at = :at REMOVE #outbox",
+        ExpressionAttributeNames={"#outbox": "outbox"},
+        ExpressionAttributeValues={":at": _iso(moment)},
+    )
+    if allow_again:
+        archive.table.delete_item(
+            Key={"task_id": task_id},
+            ConditionExpression="#status = :forgotten AND attribute_not_exists(#outbox)",
+            ExpressionAttributeNames={"#status": "status", "#outbox": "outbox"},
+            ExpressionAttributeValues={":forgotten": FORGOTTEN},
+        )
+        result.tombstone_kept = False
+    return result
+
+
+def _poller_environment(archive: Archive) -> dict[str, str]:
+    try:
+        return archive.function_configuration(archive.resources.poller_function).environment
+    except ClientError:
+        return {}
+
+
+def _places(archive: Archive, item: dict[str, Any], task_id: str, prefix: str) -> set[tuple[str, str]]:
+    """(bucket, "{prefix}/{task_id}/") for the stack's prefix and every place the item names."""
+    places = {(archive.resources.bucket_name, f"{prefix}/{task_id}/")}
+    named = [a for a in (item.get("assets") or {}).values() if a] + ([item["manifest"]] if item.get("manifest") else [])
+    for recorded in named:
+        folder = str(recorded["key"]).rpartition("/")[0]
+        if folder.endswith(f"/{task_id}") or folder == task_id:
+            places.add((str(recorded["bucket"]), folder + "/"))
+    return places
+
+
+def _tombstone(archive: Archive, task_id: str, item: dict[str, Any], moment: datetime) -> None:
+    """The id stays, with the status FORGOTTEN; everything else the item held goes."""
+    keep = {"task_id", "provider_name", "status"}
+    gone = [name for name in item if name not in keep]
+    names = {f"#r{i}": name for i, name in enumerate(gone)} | {"#status": "status", "#lease_until": "lease_until"}
+    removes = ", ".join(f"#r{i}" for i in range(len(gone)))
+    try:
+        archive.table.update_item(
+            Key={"task_id": task_id},
+            UpdateExpression="SET #status = :forgotten, forgotten_at = :at" + (f" REMOVE {removes}" if removes else ""),
+            ConditionExpression="attribute_exists(task_id)"
+            " AND (attribute_not_exists(#lease_until) OR #lease_until <= :wall_now)",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues={
+                ":forgotten": FORGOTTEN,
+                ":at": _iso(moment),
+                ":wall_now": int(moment.timestamp()),
+            },
+        )
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            raise
+        raise OperatorError(f"{task_id} was claimed by a run meanwhile; try again after it ends") from None
+
+
+def _erase_prefix(archive: Archive, bucket: str, prefix: str) -> tuple[int, int]:
+    """Delete every version and delete marker under `prefix`; abort uploads left open there."""
+    s3 = archive.session.client("s3")
+    deleted = 0
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix):
+        doomed: list[Any] = [
+            {"Key": v["Key"], "VersionId": v["VersionId"]}
+            for v in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]
+            if v["Key"].startswith(prefix)
+        ]
+        for start in range(0, len(doomed), 1000):
+            answer = s3.delete_objects(Bucket=bucket, Delete={"Objects": doomed[start : start + 1000], "Quiet": True})
+            if answer.get("Errors"):
+                first = answer["Errors"][0]
+                raise OperatorError(
+                    f"S3 kept s3://{bucket}/{first.get('Key')}: {first.get('Code')}; run forget again to finish"
+                )
+            deleted += len(doomed[start : start + 1000])
+    aborted = 0
+    for uploads in s3.get_paginator("list_multipart_uploads").paginate(Bucket=bucket, Prefix=prefix):
+        for upload in uploads.get("Uploads", []):
+            s3.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+            aborted += 1
+    return deleted, aborted

@@ -1,0 +1,84 @@
+"""A forgotten task stays forgotten: its tombstone through the intake's handler, registration and the
+poller (which publishes a forgotten event that could not be published at once, exactly once)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import boto3
+from botocore.exceptions import ClientError
+
+from runway_archiver.archive_ops import forget
+from runway_archiver.emulator import FeedEmulator
+from runway_archiver.operator import Archive as Operated
+from runway_archiver.operator import StackResources
+from runway_archiver.register import register_tasks
+from tests.conftest import Archive, load_event
+
+Minutes = Callable[[int], str]
+
+
+def _operated(archive: Archive, session: boto3.session.Session | None = None) -> Operated:
+    session = session or boto3.session.Session()
+    resources = StackResources.find(session, archive.stack.stack_name)
+    return Operated(session, resources.table_name, resources)
+
+
+def _archived(archive: Archive, feed: FeedEmulator, minutes: Minutes, task_id: str) -> None:
+    feed.add_task(task_id, "3")
+    archive.register(task_id)
+    archive.run(minutes(0))
+    assert archive.item(task_id)["status"] == "ARCHIVED"
+    archive.events()  # the archived event, consumed
+
+
+def test_a_late_callback_and_a_re_registration_do_not_bring_a_forgotten_task_back(
+    archive: Archive, feed: FeedEmulator, minutes: Minutes
+) -> None:
+    _archived(archive, feed, minutes, "gone-task")
+    forget(_operated(archive), "gone-task")
+    [event] = archive.events()
+    assert (event["type"], event["subject"]) == ("runway.task.forgotten", "gone-task")
+
+    body = json.dumps({**load_event("feed/succeeded.json")["data"], "task_id": "gone-task"})
+    reply = archive.callback(body, env={"ALLOW_CALLBACK_REGISTRATION": "true"})
+
+    assert reply["statusCode"] == 410
+    assert json.loads(reply["body"])["message"] == "the task was erased from the archive; it is not archived again"
+    registration = register_tasks(archive.table, ["gone-task"])
+    assert (registration.registered, registration.forgotten) == ([], ["gone-task"])
+    archive.work()
+    archive.run(minutes(1))
+    assert archive.item("gone-task")["status"] == "FORGOTTEN"
+    assert archive.events() == []  # nothing archived or announced again
+    listed: dict[str, Any] = dict(
+        boto3.client("s3").list_object_versions(Bucket=archive.stack.bucket_name, Prefix="runway/gone-task/")
+    )
+    assert not listed.get("Versions") and not listed.get("DeleteMarkers")
+
+
+def test_a_forgotten_event_that_could_not_be_published_is_published_by_the_next_run_once(
+    archive: Archive, feed: FeedEmulator, minutes: Minutes
+) -> None:
+    _archived(archive, feed, minutes, "gone-later")
+
+    def refuse(**_: Any) -> None:
+        raise ClientError({"Error": {"Code": "InternalError", "Message": "injected"}}, "Publish")
+
+    failing = boto3.session.Session()
+    failing.events.register("provide-client-params.sns.Publish", refuse)
+
+    result = forget(_operated(archive, failing), "gone-later")
+
+    assert result.announced is False
+    assert archive.events() == []
+    assert archive.item("gone-later")["outbox"] == "UNANNOUNCED"
+    summary = archive.run(minutes(1))
+    assert summary["announced"] == 1
+    [event] = archive.events()
+    assert (event["type"], event["id"]) == ("runway.task.forgotten", result.event_id)
+    assert "outbox" not in archive.item("gone-later")
+    archive.run(minutes(2))
+    assert archive.events() == []
