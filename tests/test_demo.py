@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
+
+from runway_archiver.demo import DEMO_TASKS, LOG_FILE
+from runway_archiver.local_aws import REPO_ROOT
 
 
 def test_the_demo_archives_every_task_and_announces_each_once() -> None:
@@ -42,3 +46,21 @@ def test_the_demo_archives_every_task_and_announces_each_once() -> None:
     assert '"event_type": "runway.task.archived"' in report
     assert re.search(r"verify: \d+ check\(s\), 0 missing or mismatched", report)
     assert "demo-quick-cat     manifest    OK" in report
+    # The report alone: no JSON log line (they are in the file the demo names), no empty run line.
+    lines = report.splitlines()
+    assert not [line for line in lines if line.startswith('{"level":')]
+    assert not [line for line in lines if re.fullmatch(r"run \d+ at \S+: ?", line)]
+    assert any(json.loads(line).get("message") == "run finished" for line in LOG_FILE.read_text().splitlines())
+    # It ends with `status` of the archive, and the last line says where to look next.
+    assert "$ runway-archiver status --stack runway-archiver-local" in report
+    assert "OK: nothing needs attention" in report
+    assert str(LOG_FILE) in lines[-1]
+    assert "`make local`" in lines[-1] and "runway-archiver" in lines[-1]
+    assert result.stderr == ""  # not even a library's goodbye line
+
+
+def test_the_readme_says_how_many_tasks_the_demo_registers() -> None:
+    numbers = {"four": 4, "five": 5, "six": 6, "seven": 7}
+    readme = (REPO_ROOT / "README.md").read_text()
+    [said] = re.findall(r"registers (\w+) tasks", readme)
+    assert numbers[said] == len(DEMO_TASKS)

@@ -15,7 +15,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from runway_archiver.local_aws import FAKE_CREDENTIALS, REPO_ROOT, DeployedStack, load_template, transform
+from runway_archiver.local_aws import FAKE_CREDENTIALS, REPO_ROOT, DeployedStack, deploy, load_template, transform
 
 from .aws_model import ACCOUNT, Principal, Request, Stack, decide, rules_refusing
 
@@ -494,6 +494,16 @@ def test_the_local_deploy_says_what_moto_left_out(stack: DeployedStack) -> None:
         assert needed not in stack.not_created
 
 
+def test_the_local_deploy_reports_what_moto_left_out_without_a_warning_per_deploy() -> None:
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught, mock_aws():
+        warnings.simplefilter("always")
+        deployed = deploy(boto3.session.Session(), parameters={"CometApiBaseUrl": "http://127.0.0.1:9"})
+    assert deployed.not_created  # said here, once, as data
+    assert [str(w.message) for w in caught if "moto" in w.filename] == []
+
+
 def test_the_readme_lists_what_the_local_deploy_leaves_out() -> None:
     readme = (REPO_ROOT / "README.md").read_text()
     for resource_type in NOT_CREATED_BY_MOTO:
@@ -505,6 +515,109 @@ def test_the_package_holds_runtime_code_only() -> None:
     assert "boto3" not in [line.split(">")[0].split("=")[0].strip() for line in requirements.splitlines()]
     sources = {p.relative_to(REPO_ROOT / "functions").parts[0] for p in (REPO_ROOT / "functions").rglob("*.py")}
     assert sources == {"archiver"}
+
+
+# -- the operator's dashboard ---------------------------------------------------------------------
+
+# AWS metrics the dashboard may name, by namespace: the metric names and the dimension naming the
+# stack's resource (Lambda and SQS documentation, "metrics" pages).
+AWS_METRICS = {
+    "AWS/Lambda": ({"Invocations", "Errors", "Throttles", "Duration", "ConcurrentExecutions"}, "FunctionName"),
+    "AWS/SQS": ({"ApproximateNumberOfMessagesVisible", "ApproximateAgeOfOldestMessage"}, "QueueName"),
+}
+
+
+def _emitted_metric_names() -> set[str]:
+    """Every metric name the functions' code emits (EMF through Powertools' add_metric)."""
+    import re
+
+    from archiver.wiring import _COUNTS
+
+    sources = "\n".join(p.read_text() for p in (REPO_ROOT / "functions/archiver").glob("*.py"))
+    literal = set(re.findall(r'add_metric\(\s*name="(\w+)"', sources))
+    return literal | set(_COUNTS)
+
+
+def _dashboard_widgets() -> list[dict[str, Any]]:
+    import json
+    import re
+
+    body = props("Dashboard")["DashboardBody"]["Fn::Sub"]
+    # Placeholders stay visible as "<<Name>>" so references can be checked; numbers stay numbers.
+    numeric = {"StuckTaskAlarmMinutes": "120"}
+    text = re.sub(r"\$\{([^}]+)\}", lambda m: numeric.get(m.group(1), f"<<{m.group(1)}>>"), body)
+    widgets: list[dict[str, Any]] = json.loads(text)["widgets"]
+    return widgets
+
+
+def _named_metrics(widget: dict[str, Any]) -> list[tuple[str, str, dict[str, str]]]:
+    """(namespace, metric name, dimensions) of every metric a widget names, SEARCH expressions too."""
+    import re
+
+    named = []
+    for row in widget["properties"]["metrics"]:
+        if isinstance(row[0], dict):
+            search = re.match(r"SEARCH\('\{([^}]*)\} MetricName=\"(\w+)\"(.*)'", row[0]["expression"])
+            if search:
+                namespace, *dimension_names = search.group(1).split(",")
+                filters = dict(re.findall(r'(\w+)="([^"]*)"', search.group(3)))
+                named.append((namespace, search.group(2), {d: filters.get(d, "*") for d in dimension_names}))
+            continue
+        fields = [f for f in row if isinstance(f, str)]
+        assert "." not in fields, "spell every metric out: the test reads each row alone"
+        namespace, name, *pairs = fields
+        named.append((namespace, name, dict(zip(pairs[::2], pairs[1::2], strict=True))))
+    return named
+
+
+def test_the_dashboard_is_on_by_default_and_a_parameter_leaves_it_out() -> None:
+    assert RESOURCES["Dashboard"]["Type"] == "AWS::CloudWatch::Dashboard"
+    assert TEMPLATE["Parameters"]["CreateDashboard"]["Default"] == "true"
+    assert TEMPLATE["Conditions"]["HasDashboard"] == {"Fn::Equals": [{"Ref": "CreateDashboard"}, "true"]}
+    assert RESOURCES["Dashboard"]["Condition"] == "HasDashboard"
+    output = TEMPLATE["Outputs"]["DashboardUrl"]
+    assert output["Condition"] == "HasDashboard"
+    assert "#dashboards:name=${Dashboard}" in output["Value"]["Fn::Sub"]
+
+
+def test_every_dashboard_widget_names_a_metric_the_code_emits_or_one_of_the_stacks_resources() -> None:
+    emitted = _emitted_metric_names()
+    variables = environment("PollerFunction")
+    custom = variables["POWERTOOLS_METRICS_NAMESPACE"]
+    seen: set[str] = set()
+    for widget in _dashboard_widgets():
+        metrics = _named_metrics(widget)
+        title = widget["properties"]["title"]
+        assert metrics, f"widget {title!r} names no metric"
+        assert widget["properties"]["region"] == "<<AWS::Region>>", title
+        for namespace, name, dimensions in metrics:
+            seen.add(name)
+            if namespace == custom:
+                assert name in emitted, f"{title!r}: the code emits no metric {name}"
+                assert dimensions.get("service") == variables["POWERTOOLS_SERVICE_NAME"], title
+                continue
+            names, dimension = AWS_METRICS[namespace]
+            assert name in names, f"{title!r}: {namespace} has no metric {name} here"
+            reference = dimensions[dimension].removeprefix("<<").removesuffix(">>")
+            logical_id = reference.split(".")[0]
+            expected_type = "AWS::Serverless::Function" if namespace == "AWS/Lambda" else "AWS::SQS::Queue"
+            assert RESOURCES[logical_id]["Type"] == expected_type, f"{title!r}: {reference} is not in the stack"
+    # What the issue asks the dashboard to show.
+    assert {"TasksArchived", "TasksFailed", "TasksExpired", "BytesArchived", "PollErrors", "ArchiveErrors"} <= seen
+    assert {"PublishErrors", "ConfigurationErrors", "OldestPendingTaskAgeSeconds", "Duration", "Callbacks"} <= seen
+    assert "ApproximateNumberOfMessagesVisible" in seen
+
+
+def test_the_dashboard_draws_the_thresholds_the_stack_uses() -> None:
+    widgets = {w["properties"]["title"]: w["properties"] for w in _dashboard_widgets()}
+    stuck = next(p for t, p in widgets.items() if t.startswith("Oldest pending task"))
+    assert stuck["annotations"]["horizontal"][0]["value"] == 120  # the ${StuckTaskAlarmMinutes} placeholder
+    assert "${StuckTaskAlarmMinutes}" in props("Dashboard")["DashboardBody"]["Fn::Sub"]
+    duration = next(p for t, p in widgets.items() if t.startswith("Run duration"))
+    assert duration["annotations"]["horizontal"][0]["value"] == props("PollerFunction")["Timeout"] * 1000
+    dead_letter_queues = {k for k in of_type("AWS::SQS::Queue") if "DeadLetter" in k}
+    queues = next(p for t, p in widgets.items() if t.startswith("Dead-letter"))
+    assert {row[3].strip("<>").split(".")[0] for row in queues["metrics"]} == dead_letter_queues
 
 
 # -- a first deploy and a first day on a real account (issue 12) --------------------------------

@@ -86,7 +86,8 @@ def emit_metrics(metrics: Metrics, summary: RunSummary) -> None:
         metrics.add_metric(name=metric, unit=MetricUnit.Count, value=counts[field])
     metrics.add_metric(name="BytesArchived", unit=MetricUnit.Bytes, value=summary.bytes_archived)
     # A configuration error (401, unreadable key secret, redirect) leaves the run "successful":
-    # this is what ConfigurationErrorsAlarm watches, so it does not wait for the stuck-tasks alarm.
+    # this is what ConfigurationErrorsAlarm watches (and the dashboard shows), so it does not wait for
+    # the stuck-tasks alarm.
     metrics.add_metric(name="ConfigurationErrors", unit=MetricUnit.Count, value=1 if summary.configuration_error else 0)
     # Every pending task is claimed at least every MAX_POLL_INTERVAL_SECONDS, so the maximum of
     # this over that window is the age of the oldest pending task: the "tasks stuck" signal.

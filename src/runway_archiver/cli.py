@@ -19,8 +19,17 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
 from .archive_cli import ARCHIVE_COMMANDS, add_archive_commands
-from .operator import STATUSES, Archive, OperatorError, StackResources, default_stack_name, summary_line
-from .register import register_tasks
+from .operator import (
+    EPOCH_ATTRIBUTES,
+    MAX_LINK_SECONDS,
+    STATUSES,
+    Archive,
+    OperatorError,
+    StackResources,
+    default_stack_name,
+    summary_line,
+)
+from .register import invalid_task_ids, register_tasks
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
@@ -46,6 +55,23 @@ class Output:
                 print(line)
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
+    return value
+
+
+def _link_seconds(text: str) -> int:
+    value = _positive(text)
+    if value > MAX_LINK_SECONDS:
+        raise argparse.ArgumentTypeError(f"{value} is over {MAX_LINK_SECONDS} (7 days, the most SigV4 allows)")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--stack", help=f"stack name (default: ${STACK_VARIABLE}, samconfig.toml, {PROG})")
@@ -56,19 +82,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    track = commands.add_parser("track", parents=[common], help="register task ids (or one per line on stdin)")
+    track = commands.add_parser(
+        "track",
+        parents=[common],
+        help="register task ids (or one per line on stdin); an id starts with a letter or digit, then up to 199 "
+        "letters, digits or _ . : -",
+    )
     track.add_argument("task_ids", nargs="*", metavar="TASK_ID")
     track.add_argument(
         "--table", default=os.environ.get(TABLE_VARIABLE), help=f"the table itself (or ${TABLE_VARIABLE})"
     )
 
-    listing = commands.add_parser("list", parents=[common], help="tasks as a table (a Query on the status index)")
+    listing = commands.add_parser(
+        "list",
+        parents=[common],
+        help="tasks as a table: with --status a Query on the status index; without, a Scan of the whole table",
+    )
     listing.add_argument("--status", choices=STATUSES, type=str.upper, help="only tasks with this status")
-    listing.add_argument("--limit", type=int, help="at most this many tasks")
+    listing.add_argument("--limit", type=_positive, help="at most this many tasks")
 
     show = commands.add_parser("show", parents=[common], help="a task's item, its S3 objects, a link to the video")
     show.add_argument("task_id", metavar="TASK_ID")
-    show.add_argument("--link-seconds", type=int, default=3600, help="how long the video link works (default 3600)")
+    show.add_argument(
+        "--link-seconds",
+        type=_link_seconds,
+        default=3600,
+        help="how long the video link works (default 3600, at most 604800; temporary credentials end it sooner)",
+    )
 
     retry = commands.add_parser("retry", parents=[common], help="put FAILED or EXPIRED tasks back to PENDING")
     retry.add_argument("task_ids", nargs="+", metavar="TASK_ID")
@@ -78,8 +118,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("task_ids", nargs="+", metavar="TASK_ID")
 
-    run = commands.add_parser("run", parents=[common], help="one poller run now (in-process against emulated AWS)")
+    run = commands.add_parser(
+        "run",
+        parents=[common],
+        help="one poller run now: a synchronous Lambda invoke on AWS (retried while throttled); in-process, then "
+        "the workers, against the embedded AWS",
+    )
     run.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+    commands.add_parser(
+        "status",
+        parents=[common],
+        help="is the archive healthy? tasks per status, oldest pending, last run, dead letters, key, alarms; "
+        "exit 1 if something needs attention",
+    )
 
     local = commands.add_parser("local", help="keep the embedded AWS, the stack and a feed emulator up")
     local.add_argument("--port", type=int, default=5055, help="the emulated AWS endpoint's port (default 5055)")
@@ -95,6 +147,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except KeyboardInterrupt:
+        return _fail(INTERRUPTED.get(args.command, "interrupted"), 130)
+    except BrokenPipeError:
+        # The reader left (`list | head -1`): what it read is what it wanted; nothing more to say.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+
+
+INTERRUPTED = {
+    "run": "interrupted: tasks the run had claimed are taken up again when their lease ends (at most 5 min); "
+    "on AWS the invocation itself runs on, and its summary is in the poller's log",
+    "track": "interrupted: nothing was registered",
+}
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     from .local_aws import EmbeddedAwsError
 
     try:
@@ -109,7 +180,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EmbeddedAwsError as exc:
         return _fail(str(exc))
     try:
-        return COMMANDS[args.command](args, Output(args.json))
+        code = COMMANDS[args.command](args, Output(args.json))
+        sys.stdout.flush()  # a closed pipe is found here, inside the handler above
+        return code
     except (OperatorError, ClientError, BotoCoreError) as exc:
         return _fail(_explain(exc))
 
@@ -142,20 +215,41 @@ def _archive(args: argparse.Namespace, *, table: str | None = None) -> tuple[Arc
     if table:
         return Archive(session, table), session
     stack = args.stack or os.environ.get(STACK_VARIABLE) or default_stack_name()
-    resources = StackResources.find(session, stack)
+    try:
+        resources = StackResources.find(session, stack)
+    except OperatorError as exc:
+        if args.command == "track":  # only `track` can do without the stack
+            raise OperatorError(f"{exc}, or name the table with --table") from None
+        raise
     return Archive(session, resources.table_name, resources), session
 
 
 # -- commands ----------------------------------------------------------------------------------
 def _track(args: argparse.Namespace, out: Output) -> int:
-    task_ids = args.task_ids or [line.strip() for line in sys.stdin if line.strip()]
+    if args.task_ids:
+        task_ids = [task_id.strip() for task_id in args.task_ids]
+    else:
+        if sys.stdin.isatty():
+            print("reading ids from stdin, one per line, Ctrl-D to end", file=sys.stderr, flush=True)
+        task_ids = [line.strip() for line in sys.stdin if line.strip()]
     if not task_ids:
         return _fail("no task ids given (as arguments or one per line on stdin)", 2)
-    archive, _ = _archive(args, table=args.table)
+    # Every id is checked before anything is written: a bad one registers none.
+    refused = invalid_task_ids(task_ids)
+    if refused:
+        shown = ", ".join(repr(task_id) for task_id in refused[:5]) + (", ..." if len(refused) > 5 else "")
+        return _fail(
+            f"nothing registered: {len(refused)} id(s) the archiver would refuse ({shown}); an id starts with a "
+            "letter or digit, then up to 199 letters, digits or _ . : -",
+            2,
+        )
+    archive, session = _archive(args, table=args.table)
     try:
         result = register_tasks(archive.table, task_ids)
-    except (TypeError, ValueError) as exc:
-        return _fail(str(exc), 2)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+            return _fail(f"no table {archive.table.name} in {session.region_name}: check --table or ${TABLE_VARIABLE}")
+        raise
 
     def text() -> Iterator[str]:
         yield from (f"registered {task_id}" for task_id in result.registered)
@@ -203,7 +297,10 @@ def _show(args: argparse.Namespace, out: Output) -> int:
     def text() -> Iterator[str]:
         item = details["item"]
         hidden = {"assets", "event", "provider"}
-        yield from (f"{name:<22} {item[name]}" for name in sorted(item) if name not in hidden)
+        for name in sorted(item):
+            if name in hidden or item[name] is None:
+                continue
+            yield f"{name:<22} {_epoch(item[name]) if name in EPOCH_ATTRIBUTES else item[name]}"
         for role, found in details["objects"].items():
             if found is None:
                 yield f"{role:<22} absent (the provider gave none)"
@@ -218,7 +315,17 @@ def _show(args: argparse.Namespace, out: Output) -> int:
             yield f"video link ({details['video_link_seconds']} s): {details['video_link']}"
 
     out.emit(details, text)
+    for warning in details["warnings"]:
+        print(f"{PROG}: {warning}", file=sys.stderr)
     return 0
+
+
+def _epoch(value: Any) -> str:
+    try:
+        moment = datetime.fromtimestamp(int(value), UTC)
+    except (TypeError, ValueError, OverflowError):
+        return str(value)
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _each(task_ids: list[str], action: Callable[[str], Any]) -> tuple[dict[str, Any], dict[str, str]]:
@@ -259,16 +366,60 @@ def _run(args: argparse.Namespace, out: Output) -> int:
     emulated = bool(os.environ.get("AWS_ENDPOINT_URL"))
     poller = archive.function_configuration(archive.resources.poller_function)
     show_progress = not args.no_progress and sys.stderr.isatty()
-    with _progress(poller.timeout_seconds, show_progress):
+    progress = _progress(poller.timeout_seconds, show_progress)
+    with progress:
         if emulated:
             from .local_run import run_in_process
 
             summary = run_in_process(archive, session, scheduled_time, poller)
         else:
-            summary = archive.invoke_poller(scheduled_time)
+            summary = archive.invoke_poller(scheduled_time, on_throttle=progress.say)
     where = "in-process against the emulated AWS" if emulated else f"as {archive.resources.poller_function}"
-    out.emit(summary, lambda: iter([f"run at {scheduled_time} ({where}): {summary_line(summary)}"]))
+    next_due = None if summary.get("due") else archive.next_due()
+
+    def text() -> Iterator[str]:
+        yield f"run at {scheduled_time} ({where}): {summary_line(summary)}"
+        workers = summary.get("workers")
+        if workers and workers.get("requests"):
+            yield f"  then the workers took {workers['requests']} work request(s): {summary_line(workers)}"
+        elif summary.get("dispatched") and not emulated:
+            yield (
+                f"  {summary['dispatched']} task(s) handed to the work queue finish asynchronously in the workers: "
+                f"`{PROG} list` or `{PROG} status` shows them as they end"
+            )
+        if not summary.get("due"):
+            yield _next_due_line(next_due)
+
+    out.emit(summary, text)
+    if summary.get("configuration_error"):
+        return _fail(
+            f"the run stopped on a configuration error: {summary['configuration_error']} "
+            f"(fix it, then `{PROG} run` again; `{PROG} status` checks the key secret)"
+        )
     return 0
+
+
+def _next_due_line(next_due: int | None) -> str:
+    if next_due is None:
+        return f"  no task is pending: register one with `{PROG} track TASK_ID`"
+    wait = next_due - int(time.time())
+    when = datetime.fromtimestamp(next_due, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    if wait <= 0:
+        return f"  the next pending task is due now ({when}): the next run polls it"
+    return (
+        f"  the next pending task is due at {when}, in {wait} s: a task is polled again no sooner than 30 s "
+        "after its last poll, backing off to 10 min while the provider is still generating"
+    )
+
+
+def _status(args: argparse.Namespace, out: Output) -> int:
+    from .status import archive_status
+
+    archive, session = _archive(args)
+    now = datetime.now(UTC)
+    found = archive_status(archive, session, now)
+    out.emit(found.as_dict(), lambda: found.lines(now))
+    return 1 if found.needs_attention else 0
 
 
 class _progress:
@@ -283,6 +434,10 @@ class _progress:
     def __enter__(self) -> None:
         if self._enabled:
             self._thread.start()
+
+    def say(self, message: str) -> None:
+        """A line on stderr, on a line of its own even while the bar is drawn."""
+        print(("\n" if self._enabled else "") + f"{PROG}: {message}", file=sys.stderr, flush=True)
 
     def __exit__(self, *exc: object) -> None:
         self._done.set()
@@ -310,6 +465,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Output], int]] = {
     "retry": _retry,
     "replay": _replay,
     "run": _run,
+    "status": _status,
     **ARCHIVE_COMMANDS,
 }
 

@@ -8,16 +8,20 @@ invoke it, one scheduled minute at a time, until every task has ended (the worke
 queue after each run, as its SQS trigger would; one task finishes early and the emulated provider
 calls back through a local function URL to the intake). Then a second stack, deployed with
 `Provider=runway`, archives a task through the emulated Runway API. Then the report: per task its
-outcome, the dialect it was answered in and its S3 objects, and the events an SQS queue subscribed
-to each completion topic received.
+outcome, the dialect it was answered in and its S3 objects, the events an SQS queue subscribed
+to each completion topic received, and `runway-archiver status` of the first archive. The
+functions' own log lines go to a file the demo names (and to the emulated CloudWatch Logs, as on
+AWS), not stdout.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -26,6 +30,8 @@ from .emulator import FeedEmulator
 from .local_aws import LocalLambdaContext, MotoServer, deploy, patched_environ
 from .local_function_url import LocalFunctionUrl
 from .local_queue import drain
+from .local_run import FunctionOutput
+from .operator import Archive, StackResources, summary_line
 from .register import register_tasks
 
 if TYPE_CHECKING:
@@ -50,9 +56,10 @@ CALLBACK_TASK = "demo-callback-bird"
 RUNWAY_TASKS: dict[str, tuple[str, dict[str, Any]]] = {"demo-runway-owl": ("0 throttled 1 3", {"outputs": 2})}
 RUNWAY_STACK = "runway-archiver-runway-api"
 MAX_RUNS = 15
+LOG_FILE = Path(tempfile.gettempdir()) / "runway-archiver-demo.log"
 
 
-def run_demo(*, verbose: bool = True) -> int:
+def run_demo(*, verbose: bool = True) -> int:  # noqa: PLR0915 - the demo reads top to bottom, as it runs
     say = print if verbose else (lambda *_a, **_k: None)
     with (
         MotoServer() as moto,
@@ -81,9 +88,10 @@ def run_demo(*, verbose: bool = True) -> int:
         say(f"registered {len(registered.registered)} tasks: {', '.join(registered.registered)}")
 
         quiet = {
-            "POWERTOOLS_LOG_LEVEL": os.environ.get("DEMO_LOG_LEVEL", "WARNING"),
+            "POWERTOOLS_LOG_LEVEL": os.environ.get("DEMO_LOG_LEVEL", "INFO"),
             "POWERTOOLS_METRICS_DISABLED": "true",
         }
+        logs = {name: FunctionOutput() for name in ("PollerFunction", "WorkerFunction", "IntakeFunction")}
         every_function = {k: v for environment in stack.environments.values() for k, v in environment.items()}
         token = session.client("secretsmanager").get_secret_value(SecretId=stack.outputs["CallbackTokenSecretArn"])
         with patched_environ({**every_function, **quiet}):
@@ -102,37 +110,33 @@ def run_demo(*, verbose: bool = True) -> int:
                 scheduled = start + timedelta(minutes=run)
                 shift[0] = scheduled.timestamp() - time.time()
                 event = {"scheduled_time": scheduled.isoformat().replace("+00:00", "Z")}
-                summary = handler.lambda_handler(event, LocalLambdaContext())
-                say(
-                    f"run {run + 1} at {event['scheduled_time']}: "
-                    + ", ".join(
-                        f"{k}={summary[k]}"
-                        for k in ("due", "polled", "still_pending", "archived", "failed", "expired", "announced")
-                        if summary[k]
-                    )
-                )
+                with logs["PollerFunction"].capture(handler):
+                    summary = handler.lambda_handler(event, LocalLambdaContext())
+                say(f"run {run + 1} at {event['scheduled_time']}: {summary_line(summary)}")
                 if run == 0:
-                    with intake:
+                    with intake, logs["IntakeFunction"].capture(webhook):
                         status, _ = feed.call_back(CALLBACK_TASK, f"{intake.url}?token={token['SecretString']}")
                     say(f"  the provider called back for {CALLBACK_TASK}: intake answered HTTP {status}")
-                worked = drain(
-                    sqs,
-                    stack.outputs["WorkQueueUrl"],
-                    worker.lambda_handler,
-                    lambda: LocalLambdaContext("runway-archiver-worker"),
-                )
+                with logs["WorkerFunction"].capture(worker):
+                    worked = drain(
+                        sqs,
+                        stack.outputs["WorkQueueUrl"],
+                        worker.lambda_handler,
+                        lambda: LocalLambdaContext("runway-archiver-worker"),
+                    )
                 if worked.records:
                     say(f"  worker: {worked.records} work request(s) in {worked.batches} batch(es)")
                 if summary["due"] == 0 and _all_ended(session, stack.table_name):
                     break
 
-        runway, runway_queue_url = _archive_through_runway(session, feed, start, quiet, say)
-
+        runway, runway_queue_url, runway_logs = _archive_through_runway(session, feed, start, quiet, say)
+        _keep_logs(session, {stack.stack_name: logs, runway.stack_name: {"PollerFunction": runway_logs}})
         print(f"\nStack {stack.stack_name} (Provider=cometapi)")
         ok = _report(session, stack.table_name, stack.bucket_name, sqs, queue_url)
         print(f"\nStack {runway.stack_name} (Provider=runway)")
         ok = _report(session, runway.table_name, runway.bucket_name, sqs, runway_queue_url) and ok
         ok = _manifest_and_verify(session, stack.stack_name, "demo-quick-cat") and ok
+        _status(session, stack.stack_name)
     return 0 if ok else 1
 
 
@@ -142,7 +146,7 @@ def _archive_through_runway(
     start: datetime,
     quiet: dict[str, str],
     say: Callable[..., None],
-) -> tuple[DeployedStack, str]:
+) -> tuple[DeployedStack, str, FunctionOutput]:
     """A second stack, deployed with Provider=runway, archives its tasks through the emulated Runway API."""
     from archiver import handler
     from archiver.wiring import build_poller
@@ -151,7 +155,8 @@ def _archive_through_runway(
     say(f"\ndeployed a second stack {runway.stack_name} with Provider=runway: it polls Runway's own API")
     queue_url = _subscribe_queue(session, runway.topic_arn, "demo-runway-events")
     register_tasks(session.resource("dynamodb").Table(runway.table_name), RUNWAY_TASKS)
-    with patched_environ({**runway.function_environment, **quiet}):
+    output = FunctionOutput()
+    with patched_environ({**runway.function_environment, **quiet}), output.capture(handler):
         handler._poller = build_poller(os.environ)  # a new container, configured for the second stack
         shift = [0.0]
         handler._poller.wall_clock = lambda: time.time() + shift[0]  # moves with the schedule, as above
@@ -164,7 +169,39 @@ def _archive_through_runway(
             if summary["due"] == 0 and _all_ended(session, runway.table_name):
                 break
         handler._poller = None
-    return runway, queue_url
+    return runway, queue_url, output
+
+
+def _keep_logs(session: boto3.session.Session, stacks: dict[str, dict[str, FunctionOutput]]) -> None:
+    """The functions' output into their log groups, as Lambda would have delivered it, and into LOG_FILE."""
+    lines = []
+    for stack_name, outputs in stacks.items():
+        summaries = session.client("cloudformation").list_stack_resources(StackName=stack_name)
+        physical = {
+            str(r["LogicalResourceId"]): str(r.get("PhysicalResourceId")) for r in summaries["StackResourceSummaries"]
+        }
+        for logical_id, output in outputs.items():
+            # Where Lambda would have put it: the function's LoggingConfig group, else its default one.
+            configuration = session.client("lambda").get_function_configuration(FunctionName=physical[logical_id])
+            group = configuration.get("LoggingConfig", {}).get("LogGroup") or f"/aws/lambda/{physical[logical_id]}"
+            output.deliver(session, group, "demo")
+            lines.extend(output.lines())
+    LOG_FILE.write_text("".join(f"{line}\n" for line in lines))
+
+
+def _status(session: boto3.session.Session, stack_name: str) -> None:
+    """`runway-archiver status` of the demo's archive, as a user would run it next; then where to look next."""
+    from .status import archive_status
+
+    resources = StackResources.find(session, stack_name)
+    now = datetime.now(UTC)
+    print(f"\n$ runway-archiver status --stack {stack_name}")
+    for line in archive_status(Archive(session, resources.table_name, resources), session, now).lines(now):
+        print(line)
+    print(
+        f"\nThe functions' log lines are in {LOG_FILE}. Next: `make local` keeps such an archive up, and "
+        "`.venv/bin/runway-archiver track|run|list|show|status` works against it (README, Operator CLI)."
+    )
 
 
 def _manifest_and_verify(session: boto3.session.Session, stack_name: str, task_id: str) -> bool:

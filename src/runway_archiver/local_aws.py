@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import re
 import secrets
@@ -39,6 +40,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import warnings
 import zipfile
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
@@ -131,6 +133,9 @@ def transform(
     from samtranslator.public.translator import ManagedPolicyLoader
     from samtranslator.translator.transform import transform as sam_transform
 
+    # The translator's own usage metrics are never published here; its goodbye warning (at exit,
+    # "There are unpublished metrics") would be a stray line under the demo's report.
+    logging.getLogger("samtranslator.metrics.metrics").setLevel(logging.ERROR)
     cache_key = json.dumps([template, dict(parameters), code_uri], sort_keys=True)
     if cache_key in _transformed:
         cached: dict[str, Any] = json.loads(json.dumps(_transformed[cache_key]))
@@ -150,9 +155,19 @@ def deploy(
     *,
     stack_name: str = "runway-archiver-local",
     parameters: Mapping[str, str] | None = None,
-    api_key: str = "local-demo-key",
+    api_key: str | None = "local-demo-key",
 ) -> DeployedStack:
     """Deploy template.yaml into the AWS that `session` talks to (moto), return what it made."""
+    with warnings.catch_warnings():
+        # moto (in this process) warns of each type it skips, whenever it reads the stack;
+        # `DeployedStack.not_created` reports them once, as data.
+        warnings.filterwarnings("ignore", message="Tried to parse AWS::", category=UserWarning)
+        return _deploy(session, stack_name, parameters, api_key)
+
+
+def _deploy(
+    session: boto3.session.Session, stack_name: str, parameters: Mapping[str, str] | None, api_key: str | None
+) -> DeployedStack:
     parameters = dict(parameters or {})
     s3 = session.client("s3")
     s3.create_bucket(Bucket=ARTIFACT_BUCKET)
@@ -198,11 +213,13 @@ def deploy(
         if "Condition" not in resource and not physical.get(logical_id)
     }
 
-    # moto does not create AWS::SecretsManager::Secret: make them, with values, as an operator would.
+    # moto does not create AWS::SecretsManager::Secret: make them, with values, as an operator would
+    # (api_key=None: the key secret without a value, as a fresh deploy on AWS leaves it).
     secret_values = {"ApiKeySecret": api_key}
     secret_arns = {
         logical_id: session.client("secretsmanager").create_secret(
-            Name=f"{stack_name}-{logical_id}", SecretString=secret_values.get(logical_id, secrets.token_urlsafe(36))
+            Name=f"{stack_name}-{logical_id}",
+            **_secret_string(secret_values.get(logical_id, secrets.token_urlsafe(36))),
         )["ARN"]
         for logical_id, resource in cloud["Resources"].items()
         if resource["Type"] == "AWS::SecretsManager::Secret"
@@ -241,6 +258,10 @@ def deploy(
     return DeployedStack(
         stack_name, outputs, environments["PollerFunction"], environments, not_created, created_apart, ignored
     )
+
+
+def _secret_string(value: str | None) -> dict[str, Any]:
+    return {} if value is None else {"SecretString": value}
 
 
 def _apply_bucket_versioning(session: boto3.session.Session, cloud: dict[str, Any], physical: dict[str, str]) -> None:

@@ -8,8 +8,9 @@ functions); every read of the table uses the key or the status index, never a Sc
 from __future__ import annotations
 
 import json
+import time
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
@@ -65,6 +66,16 @@ RETRY_REMOVES = (
 )
 
 
+# SigV4 presigned URLs live at most 7 days (S3 documentation, "presigned URLs").
+MAX_LINK_SECONDS = 7 * 24 * 3600
+# Storage classes whose objects must be restored before a GET works (InvalidObjectState otherwise).
+ARCHIVE_CLASSES = ("GLACIER", "DEEP_ARCHIVE")
+# Item attributes that hold epoch seconds (tasks.py), shown as times.
+EPOCH_ATTRIBUTES = ("first_seen_at", "next_poll_at", "lease_until", "failing_since")
+# Pauses between invocations of a throttled poller: about two minutes in all, less than a run's timeout.
+THROTTLE_PAUSES = (5, 10, 20, 40, 60)
+
+
 class OperatorError(Exception):
     """A request the archive cannot carry out, said in one line."""
 
@@ -93,6 +104,9 @@ class StackResources:
     poller_function: str
     worker_function: str | None = None
     work_queue_url: str | None = None
+    # Every output and parameter of the stack, for what the fields above do not name.
+    outputs: Mapping[str, str] = field(default_factory=dict, compare=False)
+    parameters: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @classmethod
     def find(cls, session: boto3.session.Session, stack_name: str) -> StackResources:
@@ -100,9 +114,8 @@ class StackResources:
             stacks = session.client("cloudformation").describe_stacks(StackName=stack_name)["Stacks"]
         except ClientError as exc:
             if "does not exist" in str(exc):
-                raise OperatorError(
-                    f"no stack {stack_name} in {session.region_name}: pass --stack, --region or --table"
-                ) from None
+                message = f"no stack {stack_name} in {session.region_name}: pass --stack or --region"
+                raise OperatorError(message) from None
             raise
         outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
         try:
@@ -114,6 +127,8 @@ class StackResources:
                 poller_function=outputs["PollerFunctionName"],
                 worker_function=outputs.get("WorkerFunctionName"),
                 work_queue_url=outputs.get("WorkQueueUrl"),
+                outputs=outputs,
+                parameters={p["ParameterKey"]: str(p.get("ParameterValue")) for p in stacks[0].get("Parameters", [])},
             )
         except KeyError as missing:
             raise OperatorError(f"stack {stack_name} is not a runway-archiver stack (no output {missing})") from None
@@ -125,6 +140,7 @@ class FunctionConfiguration:
 
     environment: dict[str, str]
     timeout_seconds: int
+    log_group: str = ""
 
 
 class Archive:
@@ -172,6 +188,23 @@ class Archive:
             rows = self._batch_get(keys, projection, names)
         return sorted(rows, key=lambda row: str(row["task_id"]))
 
+    def pending_keys(self, limit: int) -> list[dict[str, Any]]:
+        """Keys of PENDING tasks, at most `limit` (a keys-only Query on the status index)."""
+        pages = self._pages(
+            self.table.query,
+            IndexName=STATUS_INDEX,
+            KeyConditionExpression="#status = :status",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={":status": PENDING},
+            ProjectionExpression="task_id",
+        )
+        return [{"task_id": item["task_id"]} for item in islice(pages, limit)]
+
+    def items(self, keys: list[dict[str, Any]], attributes: tuple[str, ...]) -> list[dict[str, Any]]:
+        """Those attributes of the items with these keys (BatchGetItem)."""
+        names = {f"#{a}": a for a in attributes}
+        return self._batch_get(keys, ", ".join(names), names)
+
     def _pages(self, read: Callable[..., Any], **kwargs: Any) -> Iterator[dict[str, Any]]:
         while True:
             page = read(**kwargs)
@@ -195,11 +228,14 @@ class Archive:
         return rows
 
     def show(self, task_id: str, link_seconds: int = 3600) -> dict[str, Any]:
-        """The item, what S3 holds for each asset, and a presigned link to the video."""
+        """The item, what S3 holds for each asset, a presigned link to the video, and why the link may not work."""
+        if not 0 < link_seconds <= MAX_LINK_SECONDS:
+            raise OperatorError(f"--link-seconds must be 1 to {MAX_LINK_SECONDS} (7 days, the SigV4 limit)")
         item = self.get(task_id)
         s3 = self._session.client("s3", config=Config(signature_version="s3v4"))
         objects: dict[str, Any] = {}
         link = None
+        warnings: list[str] = []
         for role, asset in (item.get("assets") or {}).items():
             if not asset:
                 objects[role] = None
@@ -217,11 +253,46 @@ class Archive:
                 "storage_class": head.get("StorageClass", "STANDARD"),
                 "last_modified": head["LastModified"].isoformat(),
             }
-            if role == "video":
-                link = s3.generate_presigned_url(
-                    "get_object", Params={"Bucket": asset["bucket"], "Key": asset["key"]}, ExpiresIn=link_seconds
+            objects[role]["restore"] = head.get("Restore")
+            if role != "video":
+                continue
+            storage_class = objects[role]["storage_class"]
+            if storage_class in ARCHIVE_CLASSES and 'ongoing-request="false"' not in (head.get("Restore") or ""):
+                warnings.append(
+                    f"no link: the video is in {storage_class}, where a GET answers InvalidObjectState; restore it "
+                    f"first (aws s3api restore-object --bucket {asset['bucket']} --key {asset['key']} "
+                    "--restore-request Days=1), then run show again once the restore is done"
                 )
-        return {"item": item, "objects": objects, "video_link": link, "video_link_seconds": link_seconds}
+                continue
+            link = s3.generate_presigned_url(
+                "get_object", Params={"Bucket": asset["bucket"], "Key": asset["key"]}, ExpiresIn=link_seconds
+            )
+            warnings.extend(self._link_lifetime_warnings(link_seconds))
+        return {
+            "item": item,
+            "objects": objects,
+            "video_link": link,
+            "video_link_seconds": link_seconds,
+            "warnings": warnings,
+        }
+
+    def _link_lifetime_warnings(self, link_seconds: int) -> list[str]:
+        """A presigned URL dies with the credentials that signed it: say when that is earlier."""
+        credentials = self._session.get_credentials()
+        if credentials is None or not credentials.token:
+            return []
+        expiry = getattr(credentials, "_expiry_time", None)  # refreshable credentials (SSO, assumed roles)
+        if isinstance(expiry, datetime):
+            left = int((expiry - datetime.now(UTC)).total_seconds())
+            if left >= link_seconds:
+                return []
+            until = f"at {expiry.astimezone(UTC).isoformat(timespec='seconds').replace('+00:00', 'Z')} ({left} s)"
+        else:
+            until = "when they expire"
+        return [
+            f"the link was signed with temporary credentials (a session token): it stops working {until}, "
+            f"whatever --link-seconds says; sign with an IAM user's keys for a link that lasts {link_seconds} s"
+        ]
 
     # -- changing -----------------------------------------------------------------------------
     def retry(self, task_id: str, now: datetime | None = None) -> None:
@@ -289,16 +360,46 @@ class Archive:
             ) from None
 
     # -- running ------------------------------------------------------------------------------
-    def invoke_poller(self, scheduled_time: str) -> dict[str, Any]:
-        """One poller run in AWS, now, waited for (the function's timeout is at most 15 minutes)."""
+    def invoke_poller(
+        self,
+        scheduled_time: str,
+        on_throttle: Callable[[str], None] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> dict[str, Any]:
+        """One poller run in AWS, now, waited for (the function's timeout is at most 15 minutes).
+
+        Synchronous (RequestResponse): Lambda never retries it and never sends it to the poller's
+        dead-letter queue, which only takes asynchronous invocations (the schedule's). A poller
+        whose reserved concurrency is taken answers TooManyRequestsException: tried again after a
+        pause, `on_throttle` told why, up to about two minutes.
+        """
         client = self._session.client(
             "lambda", config=Config(read_timeout=960, connect_timeout=10, retries={"total_max_attempts": 1})
         )
-        answer = client.invoke(
-            FunctionName=self.resources.poller_function,
-            InvocationType="RequestResponse",
-            Payload=json.dumps({"scheduled_time": scheduled_time}).encode(),
-        )
+        attempts = len(THROTTLE_PAUSES) + 1
+        for attempt, pause in enumerate((*THROTTLE_PAUSES, None), start=1):
+            try:
+                answer = client.invoke(
+                    FunctionName=self.resources.poller_function,
+                    InvocationType="RequestResponse",
+                    Payload=json.dumps({"scheduled_time": scheduled_time}).encode(),
+                )
+                break
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "TooManyRequestsException":
+                    raise
+                reason = str(exc.response.get("Reason") or exc.response.get("Error", {}).get("Message"))
+                if pause is None:
+                    raise OperatorError(
+                        f"the poller stayed throttled for {sum(THROTTLE_PAUSES)} s ({reason}): scheduled runs hold its "
+                        "reserved concurrency; try again in a few minutes"
+                    ) from None
+                if on_throttle:
+                    on_throttle(
+                        f"the poller is throttled ({reason}): its reserved concurrency is taken, most likely by "
+                        f"scheduled runs; trying again in {pause} s (attempt {attempt + 1} of {attempts})"
+                    )
+                sleep(pause)
         payload = json.loads(answer["Payload"].read() or b"null")
         if answer.get("FunctionError"):
             message = payload.get("errorMessage") if isinstance(payload, dict) else payload
@@ -307,10 +408,24 @@ class Archive:
             raise OperatorError(f"the poller answered {payload!r}, not a run summary")
         return payload
 
+    def next_due(self) -> int | None:
+        """When the next PENDING task is due (epoch seconds; next_poll_at is projected on the status index)."""
+        pages = self._pages(
+            self.table.query,
+            IndexName=STATUS_INDEX,
+            KeyConditionExpression="#status = :status",
+            ExpressionAttributeNames={"#status": "status", "#next": "next_poll_at"},
+            ExpressionAttributeValues={":status": PENDING},
+            ProjectionExpression="#next",
+        )
+        due = [int(item.get("next_poll_at", 0)) for item in pages]
+        return min(due) if due else None
+
     def function_configuration(self, function: str) -> FunctionConfiguration:
         configuration = self._session.client("lambda").get_function_configuration(FunctionName=function)
         variables = configuration.get("Environment", {}).get("Variables", {})
-        return FunctionConfiguration({k: str(v) for k, v in variables.items()}, configuration["Timeout"])
+        log_group = configuration.get("LoggingConfig", {}).get("LogGroup") or f"/aws/lambda/{function}"
+        return FunctionConfiguration({k: str(v) for k, v in variables.items()}, configuration["Timeout"], log_group)
 
 
 def summary_line(summary: Mapping[str, Any]) -> str:

@@ -14,6 +14,13 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
 
 
+def invalid_task_ids(task_ids: Iterable[str]) -> list[str]:
+    """The ids the archiver would refuse (its own rule, VALID_TASK_ID): empty, a space, a leading dash..."""
+    from archiver.poller import VALID_TASK_ID
+
+    return [task_id for task_id in task_ids if not VALID_TASK_ID.fullmatch(task_id.strip())]
+
+
 @dataclass
 class Registration:
     registered: list[str] = field(default_factory=list)

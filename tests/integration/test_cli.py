@@ -238,9 +238,7 @@ def test_retry_refuses_tasks_that_are_not_failed_or_expired_and_goes_on_with_the
 def test_an_unknown_stack_is_one_clear_line(cli: Cli) -> None:
     done = cli("list", "--stack", "not-deployed")
     assert done.returncode == 1
-    assert done.stderr.strip() == (
-        "runway-archiver: no stack not-deployed in us-east-1: pass --stack, --region or --table"
-    )
+    assert done.stderr.strip() == "runway-archiver: no stack not-deployed in us-east-1: pass --stack or --region"
 
 
 def test_track_without_ids_says_so(cli: Cli) -> None:
@@ -274,6 +272,25 @@ def test_local_keeps_an_embedded_archive_up_for_the_other_commands() -> None:
             if line.startswith("Ctrl-C"):
                 break
         assert f"export AWS_ENDPOINT_URL=http://127.0.0.1:{port}" in "".join(printed)
+        # The command it suggests works as printed (the CLI is in .venv/bin, maybe not on PATH) ...
+        [suggested] = [line.split() for line in printed if "track my-first-task" in line]
+        assert os.access(suggested[0], os.X_OK), suggested[0]
+        # ... and it names the table the README's put-item needs.
+        [table_line] = [line for line in printed if line.strip().startswith("export TABLE=")]
+        table = table_line.split("=", 1)[1].split()[0]
+        # A second `local` on the same port says so in one line, before touching anything.
+        second = subprocess.run(
+            [sys.executable, "-m", "runway_archiver.cli", "local", "--port", str(port), "--feed-port", "0"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert second.returncode == 1
+        assert second.stderr.splitlines() == [
+            f"runway-archiver: port {port} (for the emulated AWS) is in use, maybe by another `make local`: "
+            "stop that one, or pass --port with a free port"
+        ]
         dynamodb = {}
         if uses_dynamodb_local():
             assert f"export AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:{dynamodb_port}" in "".join(printed)
@@ -300,7 +317,7 @@ def test_local_keeps_an_embedded_archive_up_for_the_other_commands() -> None:
             assert done.returncode == 0, done.stderr
             return done.stdout
 
-        assert cli("track", "my-first-task").strip() == "registered my-first-task"
+        assert cli("track", "my-first-task", "--table", table).strip() == "registered my-first-task"
         assert "due=1, polled=1, still_pending=1" in cli("run")
         first = cli("list", "--status", "PENDING").splitlines()[1]
         assert first.split()[:3] == ["my-first-task", "PENDING", "1"]
