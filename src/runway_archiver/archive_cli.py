@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .archive_ops import FORGOTTEN, archived_task_ids, export_rows, forget, verify_task, write_export
+from .archive_ops import archived_task_ids, export_rows, forget, verify_task, write_export
 from .operator import STATUSES, OperatorError
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ def add_archive_commands(commands: Any, common: argparse.ArgumentParser) -> None
     verify.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
     export = commands.add_parser("export", parents=[common], help="the archive's inventory, one row per task, streamed")
-    export.add_argument("--status", choices=(*STATUSES, FORGOTTEN), type=str.upper, help="only tasks with this status")
+    export.add_argument("--status", choices=STATUSES, type=str.upper, help="only tasks with this status")
     export.add_argument("--format", choices=("jsonl", "csv"), default="jsonl", help="JSON Lines (default) or CSV")
     export.add_argument("-o", "--output", metavar="FILE", help="write here (default: stdout)")
 

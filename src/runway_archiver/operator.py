@@ -19,7 +19,16 @@ from typing import TYPE_CHECKING, Any
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from archiver.tasks import EXPIRED, FAILED, PENDING, STATUS_INDEX, TERMINAL_STATUSES, UNANNOUNCED, from_dynamo
+from archiver.tasks import (
+    EXPIRED,
+    FAILED,
+    FORGOTTEN,
+    PENDING,
+    STATUS_INDEX,
+    TERMINAL_STATUSES,
+    UNANNOUNCED,
+    from_dynamo,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
@@ -27,7 +36,7 @@ if TYPE_CHECKING:
     import boto3
 
 DEFAULT_STACK = "runway-archiver"
-STATUSES = (PENDING, *TERMINAL_STATUSES)
+STATUSES = (PENDING, *TERMINAL_STATUSES, FORGOTTEN)  # FORGOTTEN: the tombstone `forget` leaves
 # What `list` shows of each item (and all it reads of it).
 LIST_ATTRIBUTES = (
     "task_id",
@@ -353,6 +362,10 @@ class Archive:
             if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise
             item = self.get(task_id)  # says "no task" when there is none
+            if item["status"] == FORGOTTEN:
+                raise OperatorError(
+                    f"{task_id} was forgotten: its archive is erased, there is nothing to replay"
+                ) from None
             if item["status"] not in TERMINAL_STATUSES or not item.get("event"):
                 raise OperatorError(f"{task_id} is {item['status']}: it has no event to replay yet") from None
             raise OperatorError(

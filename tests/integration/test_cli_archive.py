@@ -260,6 +260,13 @@ def test_forget_erases_every_version_the_manifest_and_the_item(cli: Cli) -> None
     cli.json("run")
     assert cli.json("show", "arc-forget")["item"]["status"] == "FORGOTTEN"
     assert _versions(cli, "runway/arc-forget/") == []
+    # the tombstone is one status among the others for the operator's commands
+    assert [row["task_id"] for row in cli.json("list", "--status", "forgotten")] == ["arc-forget"]
+    replayed = cli("replay", "arc-forget")
+    assert replayed.returncode == 1
+    assert replayed.stderr.strip().endswith(
+        "arc-forget was forgotten: its archive is erased, there is nothing to replay"
+    )
 
 
 def test_forget_with_allow_again_leaves_no_tombstone(cli: Cli) -> None:

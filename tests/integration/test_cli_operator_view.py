@@ -74,7 +74,7 @@ def test_status_of_a_healthy_archive_says_so_and_exits_0(cli: Cli) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
     assert lines[0] == f"stack            {STACK} (us-east-1)"
-    assert lines[1] == "tasks            PENDING 1 · ARCHIVED 1 · FAILED 0 · EXPIRED 0"
+    assert lines[1] == "tasks            PENDING 1 · ARCHIVED 1 · FAILED 0 · EXPIRED 0 · FORGOTTEN 0"
     assert lines[2].startswith("oldest pending   st-slow, first seen ")
     assert "stuck after 120 min" in lines[2]
     assert lines[3].startswith("last run         ") and "archived=1" in lines[3]
@@ -152,7 +152,7 @@ def test_status_of_a_fresh_deploy_without_a_key_says_to_put_it_and_exits_1(cli: 
     assert done.returncode == 1
     lines = done.stdout.splitlines()
     assert "API key secret   empty" in lines
-    assert "tasks            PENDING 0 · ARCHIVED 0 · FAILED 0 · EXPIRED 0" in lines
+    assert "tasks            PENDING 0 · ARCHIVED 0 · FAILED 0 · EXPIRED 0 · FORGOTTEN 0" in lines
     assert "last run         none found in log group /aws/lambda/" in done.stdout
     [attention] = [line for line in lines if line.startswith("  - ")]
     assert attention.startswith("  - the API key secret holds no value: nothing is archived until you put the key")
