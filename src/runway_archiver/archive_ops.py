@@ -68,19 +68,7 @@ class Check:
 
 def archived_task_ids(archive: Archive) -> Iterator[str]:
     """Every ARCHIVED task's id, page by page from the status index."""
-    kwargs: dict[str, Any] = {
-        "IndexName": STATUS_INDEX,
-        "KeyConditionExpression": "#status = :status",
-        "ExpressionAttributeNames": {"#status": "status"},
-        "ExpressionAttributeValues": {":status": ARCHIVED},
-        "ProjectionExpression": "task_id",
-    }
-    while True:
-        page = archive.table.query(**kwargs)
-        yield from (str(item["task_id"]) for item in page.get("Items", []))
-        if "LastEvaluatedKey" not in page:
-            return
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return (str(key["task_id"]) for key in archive.keys_with_status(ARCHIVED))
 
 
 def verify_task(archive: Archive, task_id: str, *, deep: bool = False) -> list[Check]:

@@ -185,29 +185,25 @@ class Archive:
             pages = self._pages(self.table.scan, ProjectionExpression=projection, ExpressionAttributeNames=names)
             rows = [from_dynamo(item) for item in islice(pages, limit)]
         else:
-            keys_pages = self._pages(
-                self.table.query,
-                IndexName=STATUS_INDEX,
-                KeyConditionExpression="#status = :status",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={":status": status},
-                ProjectionExpression="task_id",
-            )
-            keys = [{"task_id": item["task_id"]} for item in islice(keys_pages, limit)]
+            keys = list(islice(self.keys_with_status(status), limit))
             rows = self._batch_get(keys, projection, names)
         return sorted(rows, key=lambda row: str(row["task_id"]))
 
-    def pending_keys(self, limit: int) -> list[dict[str, Any]]:
-        """Keys of PENDING tasks, at most `limit` (a keys-only Query on the status index)."""
+    def keys_with_status(self, status: str) -> Iterator[dict[str, Any]]:
+        """Keys of the tasks with that status, page after page: a keys-only Query on the status index."""
         pages = self._pages(
             self.table.query,
             IndexName=STATUS_INDEX,
             KeyConditionExpression="#status = :status",
             ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues={":status": PENDING},
+            ExpressionAttributeValues={":status": status},
             ProjectionExpression="task_id",
         )
-        return [{"task_id": item["task_id"]} for item in islice(pages, limit)]
+        return ({"task_id": item["task_id"]} for item in pages)
+
+    def pending_keys(self, limit: int) -> list[dict[str, Any]]:
+        """Keys of PENDING tasks, at most `limit`."""
+        return list(islice(self.keys_with_status(PENDING), limit))
 
     def items(self, keys: list[dict[str, Any]], attributes: tuple[str, ...]) -> list[dict[str, Any]]:
         """Those attributes of the items with these keys (BatchGetItem)."""

@@ -86,7 +86,7 @@ def test_status_of_a_healthy_archive_says_so_and_exits_0(cli: Cli) -> None:
     )
     assert lines[-1] == "OK: nothing needs attention"
     as_json = json.loads(cli("status", "--stack", STACK, "--json").stdout)
-    assert as_json["tasks"] == {"PENDING": 1, "ARCHIVED": 1, "FAILED": 0, "EXPIRED": 0}
+    assert as_json["tasks"] == {"PENDING": 1, "ARCHIVED": 1, "FAILED": 0, "EXPIRED": 0, "FORGOTTEN": 0}
     assert as_json["needs_attention"] == []
     assert as_json["last_run"]["summary"]["archived"] == 1
 
