@@ -1,12 +1,12 @@
 """Callback to event: how soon a finished task is announced when the provider calls back, versus polling.
 
 Everything real and local: moto_server in its own process with template.yaml deployed, the feed
-emulator (with `--latency` per feed call), the intake behind a function URL on 127.0.0.1, the
+emulator (with `--latency` per feed call), the callback function behind a function URL on 127.0.0.1, the
 worker fed from the work queue as its SQS trigger would, and an SQS queue subscribed to the topic.
 
     python -m bench.callback_latency [--tasks 10] [--latency 0.1]
 
-Callback path, per task: the provider finishes and POSTs its callback (t0); the intake checks it
+Callback path, per task: the provider finishes and POSTs its callback (t0); the callback function checks it
 and queues a hint; the worker re-reads the feed, copies the media, records and publishes; the event
 arrives on the subscribed queue (t1). Polling path: the provider finishes right after a scheduled
 run; the next run (one interval later, in the fast-poll phase) archives it. Its figure is the
@@ -73,35 +73,35 @@ def measure(tasks: int, latency: float) -> tuple[list[float], float]:
         every_function = {k: v for environment in stack.environments.values() for k, v in environment.items()}
         quiet = {"POWERTOOLS_LOG_LEVEL": "ERROR", "POWERTOOLS_METRICS_DISABLED": "true"}
         with patched_environ({**every_function, **quiet}):
-            from archiver import handler, webhook, worker
+            from runway_archiver_lambda.handlers import callback, poller, worker
 
             task_ids = [f"latency-{n:03d}" for n in range(tasks)]
             for task_id in task_ids:
                 feed.add_task(task_id, " ".join(["1"] * 50 + ["3"]))
                 table.put_item(Item={"task_id": task_id, "status": "PENDING"})
-            handler.lambda_handler({}, LocalLambdaContext())  # first poll: every task running
+            poller.lambda_handler({}, LocalLambdaContext())  # first poll: every task running
 
-            callback: list[float] = []
-            with LocalFunctionUrl(webhook.lambda_handler, lambda: LocalLambdaContext("intake", 10)) as intake:
+            callback_seconds: list[float] = []
+            with LocalFunctionUrl(callback.lambda_handler, lambda: LocalLambdaContext("callback", 10)) as callback_url:
                 for task_id in task_ids:
                     started = time.perf_counter()
-                    status, _ = feed.call_back(task_id, f"{intake.url}?token={token}")
+                    status, _ = feed.call_back(task_id, f"{callback_url.url}?token={token}")
                     assert status == 202, status
                     drain(
                         sqs, stack.outputs["WorkQueueUrl"], worker.lambda_handler, lambda: LocalLambdaContext("worker")
                     )
                     wait_for_event(sqs, events_queue, task_id)
-                    callback.append(time.perf_counter() - started)
+                    callback_seconds.append(time.perf_counter() - started)
 
             # Polling path: a task that finished since the last run is archived by the next one.
             feed.add_task("latency-polled", "1 3")
             table.put_item(Item={"task_id": "latency-polled", "status": "PENDING"})
-            handler.lambda_handler({}, LocalLambdaContext())
+            poller.lambda_handler({}, LocalLambdaContext())
             started = time.perf_counter()
-            handler.lambda_handler({"scheduled_time": _minutes_from_now(1)}, LocalLambdaContext())
+            poller.lambda_handler({"scheduled_time": _minutes_from_now(1)}, LocalLambdaContext())
             wait_for_event(sqs, events_queue, "latency-polled")
             polled_run = time.perf_counter() - started
-    return callback, polled_run
+    return callback_seconds, polled_run
 
 
 def _minutes_from_now(minutes: int) -> str:

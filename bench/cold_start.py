@@ -63,15 +63,15 @@ def secret_reads_per_cold_start(runs: int = 3) -> int:
             calls[model.name] += 1
 
         session.events.register("after-call.secretsmanager", count)
-        from archiver import handler
+        from runway_archiver_lambda.handlers import poller
 
         with patched_environ({**archive.stack.function_environment, **QUIET}):
-            handler._poller = handler.build_poller(os.environ, session)
+            poller._poller = poller.build_poller(os.environ, session)
             for run in range(runs):
                 archive.feed.add_task(f"secret-{run}", "1")
                 archive.register([f"secret-{run}"])
-                handler.lambda_handler({}, LocalLambdaContext())
-            handler._poller = None
+                poller.lambda_handler({}, LocalLambdaContext())
+            poller._poller = None
         return calls["GetSecretValue"]
 
 
@@ -79,7 +79,11 @@ def measure(repeat: int = 7) -> tuple[list[Figure], dict[str, float]]:
     boto3_seconds = median_import("import boto3", repeat)
     figures = []
     details = {"boto3_import_seconds": boto3_seconds}
-    for module in ("archiver.handler", "archiver.worker", "archiver.webhook"):
+    for module in (
+        "runway_archiver_lambda.handlers.poller",
+        "runway_archiver_lambda.handlers.worker",
+        "runway_archiver_lambda.handlers.callback",
+    ):
         seconds = median_import(f"import {module}", repeat)
         details[f"{module}_import_seconds"] = seconds
         figures.append(

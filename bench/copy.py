@@ -49,7 +49,7 @@ def child(mode: str, url: str, source: str | None) -> dict[str, Any]:
     import boto3
     import urllib3
 
-    from archiver.wiring import build_poller
+    from runway_archiver_lambda.wiring import build_poller
 
     written: list[str] = []
 

@@ -87,12 +87,12 @@ class LocalArchive:
     ) -> dict[str, Any]:
         """One poller run in a fresh container (cold: clients built anew from the environment)."""
         with patched_environ({**self.stack.function_environment, **QUIET, **(env or {})}):
-            from archiver import handler
+            from runway_archiver_lambda.handlers import poller
 
-            handler._poller = handler.build_poller(os.environ, session) if session else None
+            poller._poller = poller.build_poller(os.environ, session) if session else None
             event = {"scheduled_time": iso(at or datetime.now(UTC))}
-            summary: dict[str, Any] = handler.lambda_handler(event, LocalLambdaContext(timeout_seconds=timeout_seconds))
-            handler._poller = None
+            summary: dict[str, Any] = poller.lambda_handler(event, LocalLambdaContext(timeout_seconds=timeout_seconds))
+            poller._poller = None
             return summary
 
 

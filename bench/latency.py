@@ -15,8 +15,8 @@ import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from archiver.config import Settings
-from archiver.poller import poll_delay
+from runway_archiver_lambda.config import Settings
+from runway_archiver_lambda.run import poll_delay
 
 from .harness import QUIET, Figure, local_archive, stopwatch, subscribed_queue, wait_for_event
 
@@ -51,7 +51,7 @@ def measure(mib: int = 64, cdn_mib_per_second: float = 200.0) -> tuple[Figure, d
         from runway_archiver.local_aws import patched_environ
 
         with patched_environ({**archive.stack.function_environment, **QUIET}):
-            from archiver.wiring import build_poller
+            from runway_archiver_lambda.wiring import build_poller
 
             media = build_poller(os.environ).media
             with stopwatch() as copy:

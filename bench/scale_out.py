@@ -42,9 +42,9 @@ def worker_process(queue_url: str) -> None:
     """One worker instance: drain until a receive comes back empty, print what it did."""
     import boto3
 
-    from archiver import worker
     from runway_archiver.local_aws import LocalLambdaContext
     from runway_archiver.local_queue import drain
+    from runway_archiver_lambda.handlers import worker
 
     drained = drain(
         boto3.client("sqs"), queue_url, worker.lambda_handler, lambda: LocalLambdaContext("runway-archiver-worker")
@@ -53,7 +53,7 @@ def worker_process(queue_url: str) -> None:
 
 
 def drain_with(workers: int, tasks: int, latency: float) -> dict[str, Any]:
-    from archiver.workqueue import WorkQueue, WorkRequest
+    from runway_archiver_lambda.workqueue import WorkQueue, WorkRequest
 
     with local_archive(latency) as archive:
         task_ids = [f"scale-{n:05d}" for n in range(tasks)]

@@ -66,8 +66,8 @@ def main() -> int:
             removed = prune(function_dir)
             if removed:
                 print(f"{function_dir.name}: removed (runtime-provided) {' '.join(removed)}")
-        if not (function_dir / "archiver" / "handler.py").is_file():
-            problems.append(f"{function_dir.name}: archiver/handler.py is missing")
+        if not (function_dir / "runway_archiver_lambda" / "handlers" / "poller.py").is_file():
+            problems.append(f"{function_dir.name}: runway_archiver_lambda/handlers/poller.py is missing")
         present = {top_level_name(entry) for entry in function_dir.iterdir()}
         problems += [f"{function_dir.name}: holds {name}" for name in sorted(present & set(FORBIDDEN))]
         unpacked = sum(p.stat().st_size for p in function_dir.rglob("*") if p.is_file())

@@ -67,8 +67,8 @@ def main() -> int:
             function_dir = args.out_dir / function
             shutil.copytree(dependencies, function_dir)
             shutil.copytree(
-                REPO_ROOT / "functions" / "archiver",
-                function_dir / "archiver",
+                REPO_ROOT / "functions" / "runway_archiver_lambda",
+                function_dir / "runway_archiver_lambda",
                 ignore=shutil.ignore_patterns("__pycache__"),
             )
             template["Resources"][function]["Properties"]["CodeUri"] = function

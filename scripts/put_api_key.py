@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, TextIO
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from runway_archiver.operator import default_stack_name
+from runway_archiver.archive import default_stack_name
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -223,16 +223,18 @@ class Archive:
         event = event if event is not None else {"scheduled_time": at or BASE_TIME}
         for name, value in {**self.stack.function_environment, **(env or {})}.items():
             self.monkeypatch.setenv(name, value)
-        from archiver import handler  # after the environment is set, as in Lambda
+        from runway_archiver_lambda.handlers import poller as poller_entry  # after the environment is set, as in Lambda
 
         # A new container each run; `session` lets a test hook faults into the real boto3 clients.
-        poller = handler.build_poller(os.environ, session)
+        poller = poller_entry.build_poller(os.environ, session)
         happens_at = at or event_time(event)
         with contextlib.suppress(ValueError):  # an unreadable event time: the handler says so
             poller.wall_clock = self.clock.at(happens_at) if happens_at else time.time
-        self.monkeypatch.setattr(handler, "_poller", poller)
-        self.monkeypatch.setattr(handler.logger.registered_handler, "stream", self.log_stream)
-        result: dict[str, Any] = handler.lambda_handler(event, LocalLambdaContext(timeout_seconds=remaining_seconds))
+        self.monkeypatch.setattr(poller_entry, "_poller", poller)
+        self.monkeypatch.setattr(poller_entry.logger.registered_handler, "stream", self.log_stream)
+        result: dict[str, Any] = poller_entry.lambda_handler(
+            event, LocalLambdaContext(timeout_seconds=remaining_seconds)
+        )
         return result
 
     def work(
@@ -246,17 +248,17 @@ class Archive:
         """Let the worker consume the work queue as the SQS event source would (a cold container)."""
         for name, value in {**self.stack.environments["WorkerFunction"], **(env or {})}.items():
             self.monkeypatch.setenv(name, value)
-        from archiver import worker
-        from archiver.wiring import build_poller
+        from runway_archiver_lambda.handlers import worker as worker_entry
+        from runway_archiver_lambda.wiring import build_poller
 
         poller = build_poller(os.environ)
         poller.wall_clock = self.clock.at(self.clock.current)  # the workers run when the last run did
-        self.monkeypatch.setattr(worker, "_poller", poller)
-        self.monkeypatch.setattr(worker.logger.registered_handler, "stream", self.log_stream)
+        self.monkeypatch.setattr(worker_entry, "_poller", poller)
+        self.monkeypatch.setattr(worker_entry.logger.registered_handler, "stream", self.log_stream)
         return drain(
             boto3.client("sqs"),
             self.work_queue_url,
-            worker.lambda_handler,
+            worker_entry.lambda_handler,
             lambda: LocalLambdaContext("runway-archiver-worker", remaining_seconds),
             max_batches=max_batches,
             visibility_timeout=visibility_timeout,
@@ -280,15 +282,15 @@ class Archive:
         env: dict[str, str] | None = None,
         base64_encoded: bool = False,
     ) -> dict[str, Any]:
-        """POST to the intake's function URL as the provider would (the stack's token unless given)."""
+        """POST to the callback function's URL as the provider would (the stack's token unless given)."""
         import base64
 
         for name, value in {**self.stack.environments["IntakeFunction"], **(env or {})}.items():
             self.monkeypatch.setenv(name, value)
-        from archiver import webhook
+        from runway_archiver_lambda.handlers import callback as callback_entry
 
-        self.monkeypatch.setattr(webhook, "_intake", None)
-        self.monkeypatch.setattr(webhook.logger.registered_handler, "stream", self.log_stream)
+        self.monkeypatch.setattr(callback_entry, "_callbacks", None)
+        self.monkeypatch.setattr(callback_entry.logger.registered_handler, "stream", self.log_stream)
         token = self.callback_token if token is None else token
         event = load_event("callback/function-url.json")
         raw = body.encode() if isinstance(body, str) else body
@@ -298,7 +300,9 @@ class Archive:
         event["rawQueryString"] = f"token={token}" if event["queryStringParameters"] else ""
         if in_header:
             event["headers"]["x-archiver-token"] = token
-        response: dict[str, Any] = webhook.lambda_handler(event, LocalLambdaContext("runway-archiver-intake", 10))
+        response: dict[str, Any] = callback_entry.lambda_handler(
+            event, LocalLambdaContext("runway-archiver-callback", 10)
+        )
         return response
 
     def logs(self) -> list[dict[str, Any]]:

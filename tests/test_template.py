@@ -201,7 +201,7 @@ def test_a_late_tick_still_runs_on_its_own_time() -> None:
     # A run trusts its event's time only within EVENT_TIME_TOLERANCE_SECONDS of the wall clock. A
     # tick starts at most the Scheduler's retry window plus the async queue's age limit after its
     # time: both together must stay inside, or genuine late ticks would run on the wall clock.
-    from archiver.poller import EVENT_TIME_TOLERANCE_SECONDS
+    from runway_archiver_lambda.run import EVENT_TIME_TOLERANCE_SECONDS
 
     poller = props("PollerFunction")
     scheduler_retries = poller["Events"]["Schedule"]["Properties"]["RetryPolicy"]["MaximumEventAgeInSeconds"]
@@ -231,11 +231,11 @@ def test_worker_concurrency_bounds_the_load_on_the_feed() -> None:
     assert queue["VisibilityTimeout"] >= 6 * props("WorkerFunction")["Timeout"]
 
 
-def test_the_callback_intake_is_bounded_and_its_token_generated_at_deploy() -> None:
-    intake = props("IntakeFunction")
-    reserved = intake["ReservedConcurrentExecutions"]["Fn::If"]
+def test_the_callback_function_is_bounded_and_its_token_generated_at_deploy() -> None:
+    callback = props("IntakeFunction")
+    reserved = callback["ReservedConcurrentExecutions"]["Fn::If"]
     assert reserved[0] == "ReservesConcurrency" and reserved[1] <= 10
-    assert intake["FunctionUrlConfig"] == {"AuthType": "NONE"}  # the token is checked in code
+    assert callback["FunctionUrlConfig"] == {"AuthType": "NONE"}  # the token is checked in code
     token = props("CallbackTokenSecret")
     assert "SecretString" not in token
     assert token["GenerateSecretString"]["PasswordLength"] >= 32
@@ -375,7 +375,7 @@ def test_the_poller_touches_only_its_own_resources(expanded: dict[str, Any]) -> 
     assert "s3:GetObject" not in grants and "s3:DeleteObject" not in grants
 
 
-def test_the_intake_reads_only_the_callback_token_and_never_publishes(expanded: dict[str, Any]) -> None:
+def test_the_callback_function_reads_only_the_callback_token_and_never_publishes(expanded: dict[str, Any]) -> None:
     grants = _granted(expanded, "IntakeFunctionRole")
     assert grants["secretsmanager:GetSecretValue"] == [{"Ref": "CallbackTokenSecret"}]
     assert "sns:Publish" not in grants
@@ -424,7 +424,7 @@ def test_stuck_tasks_raise_an_alarm_on_the_metric_the_code_emits() -> None:
     assert metric["Namespace"] == variables["POWERTOOLS_METRICS_NAMESPACE"]
     assert metric["Dimensions"] == [{"Name": "service", "Value": variables["POWERTOOLS_SERVICE_NAME"]}]
     assert metric["MetricName"] == "OldestPendingTaskAgeSeconds"
-    assert "OldestPendingTaskAgeSeconds" in (REPO_ROOT / "functions/archiver/wiring.py").read_text()
+    assert "OldestPendingTaskAgeSeconds" in (REPO_ROOT / "functions/runway_archiver_lambda/wiring.py").read_text()
     assert queries["minutes"]["Expression"] == "age / 60"
     assert alarm["Threshold"] == {"Ref": "StuckTaskAlarmMinutes"}
     # The slowest polling interval is 10 minutes: a shorter period could miss the oldest task.
@@ -514,7 +514,7 @@ def test_the_package_holds_runtime_code_only() -> None:
     requirements = (REPO_ROOT / "functions/requirements.txt").read_text().lower()
     assert "boto3" not in [line.split(">")[0].split("=")[0].strip() for line in requirements.splitlines()]
     sources = {p.relative_to(REPO_ROOT / "functions").parts[0] for p in (REPO_ROOT / "functions").rglob("*.py")}
-    assert sources == {"archiver"}
+    assert sources == {"runway_archiver_lambda"}
 
 
 # -- the operator's dashboard ---------------------------------------------------------------------
@@ -531,9 +531,9 @@ def _emitted_metric_names() -> set[str]:
     """Every metric name the functions' code emits (EMF through Powertools' add_metric)."""
     import re
 
-    from archiver.wiring import _COUNTS
+    from runway_archiver_lambda.wiring import _COUNTS
 
-    sources = "\n".join(p.read_text() for p in (REPO_ROOT / "functions/archiver").glob("*.py"))
+    sources = "\n".join(p.read_text() for p in (REPO_ROOT / "functions/runway_archiver_lambda").rglob("*.py"))
     literal = set(re.findall(r'add_metric\(\s*name="(\w+)"', sources))
     return literal | set(_COUNTS)
 
@@ -702,9 +702,9 @@ def test_every_other_storage_class_and_delay_deploys(expanded: dict[str, Any], s
 
 
 def test_no_function_is_granted_an_action_it_never_calls(expanded: dict[str, Any]) -> None:
-    # Only the intake reads an item (TaskStore.get); the poller and the worker update only.
-    sources = {p.name: p.read_text() for p in (REPO_ROOT / "functions/archiver").glob("*.py")}
-    assert [name for name, text in sources.items() if ".get(task_id)" in text] == ["intake.py"]
+    # Only the callback function reads an item (TaskStore.get); the poller and the worker update only.
+    sources = {p.name: p.read_text() for p in (REPO_ROOT / "functions/runway_archiver_lambda").rglob("*.py")}
+    assert [name for name, text in sources.items() if ".get(task_id)" in text] == ["callbacks.py"]
     for role in ("PollerFunctionRole", "WorkerFunctionRole"):
         assert "dynamodb:GetItem" not in _granted(expanded, role), role
 
@@ -750,7 +750,7 @@ def test_a_configuration_error_raises_an_alarm_within_minutes() -> None:
     assert alarm["Dimensions"] == [{"Name": "service", "Value": variables["POWERTOOLS_SERVICE_NAME"]}]
     # the metric the code emits (tests/integration/test_errors_and_claims.py: 1 per run that meets one)
     assert alarm["MetricName"] == "ConfigurationErrors"
-    assert 'name="ConfigurationErrors"' in (REPO_ROOT / "functions/archiver/wiring.py").read_text()
+    assert 'name="ConfigurationErrors"' in (REPO_ROOT / "functions/runway_archiver_lambda/wiring.py").read_text()
     assert (alarm["Statistic"], alarm["Threshold"], alarm["ComparisonOperator"]) == (
         "Sum",
         1,

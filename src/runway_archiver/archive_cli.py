@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .archive import STATUSES, OperatorError
 from .archive_ops import archived_task_ids, export_rows, forget, verify_task, write_export
-from .operator import STATUSES, OperatorError
 
 if TYPE_CHECKING:
     import argparse

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from archiver.events import BASE_ASSET_ROLES, EventPublisher, build_event, encode
-from archiver.tasks import ARCHIVED, FORGOTTEN, STATUS_INDEX, UNANNOUNCED, from_dynamo
+from runway_archiver_lambda.events import BASE_ASSET_ROLES, EventPublisher, build_event, encode
+from runway_archiver_lambda.tasks import ARCHIVED, FORGOTTEN, STATUS_INDEX, UNANNOUNCED, from_dynamo
 
-from .operator import Archive, OperatorError
+from .archive import Archive, OperatorError
 
 __all__ = ["FORGOTTEN", "archived_task_ids", "export_rows", "forget", "verify_task", "write_export"]
 
@@ -291,7 +291,7 @@ def forget(archive: Archive, task_id: str, *, allow_again: bool = False, now: da
     """
     # Imported here: the poller module names its Powertools logger after the service at import time,
     # and the demo sets the service's environment only after the CLI is loaded.
-    from archiver.poller import VALID_TASK_ID
+    from runway_archiver_lambda.run import VALID_TASK_ID
 
     if not VALID_TASK_ID.fullmatch(task_id):
         raise OperatorError(f"{task_id!r} is not a task id")

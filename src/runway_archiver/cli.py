@@ -18,8 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
-from .archive_cli import ARCHIVE_COMMANDS, add_archive_commands
-from .operator import (
+from .archive import (
     EPOCH_ATTRIBUTES,
     MAX_LINK_SECONDS,
     STATUSES,
@@ -29,6 +28,7 @@ from .operator import (
     default_stack_name,
     summary_line,
 )
+from .archive_cli import ARCHIVE_COMMANDS, add_archive_commands
 from .register import invalid_task_ids, register_tasks
 
 if TYPE_CHECKING:

@@ -6,7 +6,7 @@ emulator plays CometAPI and its CDN; a few tasks are registered (one answers in 
 envelope, the others in the 2024 page's dialect); the poller is invoked the way the schedule would
 invoke it, one scheduled minute at a time, until every task has ended (the worker consumes the work
 queue after each run, as its SQS trigger would; one task finishes early and the emulated provider
-calls back through a local function URL to the intake). Then a second stack, deployed with
+calls back through a local function URL to the callback function). Then a second stack, deployed with
 `Provider=runway`, archives a task through the emulated Runway API. Then the report: per task its
 outcome, the dialect it was answered in and its S3 objects, the events an SQS queue subscribed
 to each completion topic received, and `runway-archiver status` of the first archive. The
@@ -26,12 +26,12 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 
+from .archive import Archive, StackResources, summary_line
 from .emulator import FeedEmulator
 from .local_aws import LocalLambdaContext, MotoServer, deploy, patched_environ
 from .local_function_url import LocalFunctionUrl
 from .local_queue import drain
 from .local_run import FunctionOutput
-from .operator import Archive, StackResources, summary_line
 from .register import register_tasks
 
 if TYPE_CHECKING:
@@ -96,27 +96,29 @@ def run_demo(*, verbose: bool = True) -> int:  # noqa: PLR0915 - the demo reads 
         token = session.client("secretsmanager").get_secret_value(SecretId=stack.outputs["CallbackTokenSecretArn"])
         with patched_environ({**every_function, **quiet}):
             # The Lambdas' own entry points, configured by the deploy
-            from archiver import handler, webhook, worker
-            from archiver.wiring import build_poller
+            from runway_archiver_lambda.handlers import callback, poller, worker
+            from runway_archiver_lambda.wiring import build_poller
 
             # A scheduled minute passes per run here, in about a second: the functions' wall clock
             # moves with the schedule (a run trusts its event's time only near its wall clock).
             shift = [0.0]
-            handler._poller, worker._poller = build_poller(os.environ), build_poller(os.environ)
-            handler._poller.wall_clock = worker._poller.wall_clock = lambda: time.time() + shift[0]
-            intake = LocalFunctionUrl(webhook.lambda_handler, lambda: LocalLambdaContext("runway-archiver-intake", 10))
+            poller._poller, worker._poller = build_poller(os.environ), build_poller(os.environ)
+            poller._poller.wall_clock = worker._poller.wall_clock = lambda: time.time() + shift[0]
+            callback_url = LocalFunctionUrl(
+                callback.lambda_handler, lambda: LocalLambdaContext("runway-archiver-callback", 10)
+            )
             start = datetime.now(UTC).replace(second=0, microsecond=0)
             for run in range(MAX_RUNS):
                 scheduled = start + timedelta(minutes=run)
                 shift[0] = scheduled.timestamp() - time.time()
                 event = {"scheduled_time": scheduled.isoformat().replace("+00:00", "Z")}
-                with logs["PollerFunction"].capture(handler):
-                    summary = handler.lambda_handler(event, LocalLambdaContext())
+                with logs["PollerFunction"].capture(poller):
+                    summary = poller.lambda_handler(event, LocalLambdaContext())
                 say(f"run {run + 1} at {event['scheduled_time']}: {summary_line(summary)}")
                 if run == 0:
-                    with intake, logs["IntakeFunction"].capture(webhook):
-                        status, _ = feed.call_back(CALLBACK_TASK, f"{intake.url}?token={token['SecretString']}")
-                    say(f"  the provider called back for {CALLBACK_TASK}: intake answered HTTP {status}")
+                    with callback_url, logs["IntakeFunction"].capture(callback):
+                        status, _ = feed.call_back(CALLBACK_TASK, f"{callback_url.url}?token={token['SecretString']}")
+                    say(f"  the provider called back for {CALLBACK_TASK}: the callback function answered HTTP {status}")
                 with logs["WorkerFunction"].capture(worker):
                     worked = drain(
                         sqs,
@@ -148,27 +150,27 @@ def _archive_through_runway(
     say: Callable[..., None],
 ) -> tuple[DeployedStack, str, FunctionOutput]:
     """A second stack, deployed with Provider=runway, archives its tasks through the emulated Runway API."""
-    from archiver import handler
-    from archiver.wiring import build_poller
+    from runway_archiver_lambda.handlers import poller
+    from runway_archiver_lambda.wiring import build_poller
 
     runway = deploy(session, stack_name=RUNWAY_STACK, api_key=DEMO_KEY, parameters=feed.stack_parameters("runway"))
     say(f"\ndeployed a second stack {runway.stack_name} with Provider=runway: it polls Runway's own API")
     queue_url = _subscribe_queue(session, runway.topic_arn, "demo-runway-events")
     register_tasks(session.resource("dynamodb").Table(runway.table_name), RUNWAY_TASKS)
     output = FunctionOutput()
-    with patched_environ({**runway.function_environment, **quiet}), output.capture(handler):
-        handler._poller = build_poller(os.environ)  # a new container, configured for the second stack
+    with patched_environ({**runway.function_environment, **quiet}), output.capture(poller):
+        poller._poller = build_poller(os.environ)  # a new container, configured for the second stack
         shift = [0.0]
-        handler._poller.wall_clock = lambda: time.time() + shift[0]  # moves with the schedule, as above
+        poller._poller.wall_clock = lambda: time.time() + shift[0]  # moves with the schedule, as above
         for run in range(MAX_RUNS):
             scheduled = start + timedelta(minutes=run)
             shift[0] = scheduled.timestamp() - time.time()
-            summary = handler.lambda_handler(
+            summary = poller.lambda_handler(
                 {"scheduled_time": scheduled.isoformat().replace("+00:00", "Z")}, LocalLambdaContext()
             )
             if summary["due"] == 0 and _all_ended(session, runway.table_name):
                 break
-        handler._poller = None
+        poller._poller = None
     return runway, queue_url, output
 
 
@@ -206,8 +208,8 @@ def _status(session: boto3.session.Session, stack_name: str) -> None:
 
 def _manifest_and_verify(session: boto3.session.Session, stack_name: str, task_id: str) -> bool:
     """The archive on its own: one task's manifest beside its files, then `runway-archiver verify --all`."""
+    from .archive import Archive, StackResources
     from .archive_ops import archived_task_ids, verify_task
-    from .operator import Archive, StackResources
 
     resources = StackResources.find(session, stack_name)
     archive = Archive(session, resources.table_name, resources)

@@ -130,7 +130,7 @@ def _request_handler_for(url: LocalFunctionUrl) -> type[BaseHTTPRequestHandler]:
 def post_json(
     url: str, payload: Any, *, headers: dict[str, str] | None = None, timeout: float = 10.0
 ) -> tuple[int, str]:
-    """POST a JSON body as a webhook sender would; returns the status and the body."""
+    """POST a JSON body as a provider's callback would; returns the status and the body."""
     import urllib.error
     import urllib.request
 

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
     import boto3
 
-    from .operator import Archive, FunctionConfiguration
+    from .archive import Archive, FunctionConfiguration
 
 QUIET = {"POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_METRICS_DISABLED": "true"}
 LOCAL_STACK = "runway-archiver-local"
@@ -119,10 +119,10 @@ def run_in_process(
     stream = f"local-run/{time.strftime('%Y/%m/%d')}/{time.time_ns()}"
     output = FunctionOutput()
     with patched_environ({**poller.environment, **QUIET, **log_level}):
-        from archiver import handler
+        from runway_archiver_lambda.handlers import poller as poller_entry
 
-        with output.capture(handler):
-            summary: dict[str, Any] = handler.lambda_handler(
+        with output.capture(poller_entry):
+            summary: dict[str, Any] = poller_entry.lambda_handler(
                 {"scheduled_time": scheduled_time}, LocalLambdaContext(resources.poller_function, timeout)
             )
     output.deliver(session, poller.log_group or f"/aws/lambda/{resources.poller_function}", stream)
@@ -130,7 +130,7 @@ def run_in_process(
         worker = archive.function_configuration(resources.worker_function)
         worker_output = FunctionOutput()
         with patched_environ({**worker.environment, **QUIET, **log_level}):
-            from archiver import worker as worker_entry
+            from runway_archiver_lambda.handlers import worker as worker_entry
 
             with worker_output.capture(worker_entry):
                 drained = drain(

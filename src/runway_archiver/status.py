@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from archiver.tasks import PENDING, STATUS_INDEX
+from runway_archiver_lambda.tasks import PENDING, STATUS_INDEX
 
-from .operator import STATUSES, Archive, summary_line
+from .archive import STATUSES, Archive, summary_line
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

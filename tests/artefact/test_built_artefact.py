@@ -1,4 +1,4 @@
-"""The artefact that ships is the artefact tested: the poller, the intake and the worker run from
+"""The artefact that ships is the artefact tested: the poller, the callback function and the worker run from
 what `make build` produced (.aws-sam/build/<Function>/), each invocation in a fresh Python 3.13
 process that sees only the standard library, the function's folder and the Lambda runtime's boto3
 (pinned in runtime-requirements.txt, installed by `make lambda-runtime`), against moto_server in a
@@ -34,6 +34,7 @@ from tests.conftest import API_KEY, Archive, load_event, subscribed_archive
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD = REPO / ".aws-sam" / "build"
+PACKAGE = REPO / "functions" / "runway_archiver_lambda"
 RUNTIME = REPO / ".tools" / "lambda-runtime-python3.13"
 REQUIREMENTS = Path(__file__).with_name("runtime-requirements.txt")
 BOOTSTRAP = Path(__file__).with_name("lambda_bootstrap.py")
@@ -93,13 +94,15 @@ def built_functions() -> dict[str, BuiltFunction]:
         properties = template["Resources"][logical_id]["Properties"]
         directory = BUILD / properties["CodeUri"]
         stale = [
-            source.name
-            for source in (REPO / "functions" / "archiver").glob("*.py")
-            if not (directory / "archiver" / source.name).is_file()
-            or (directory / "archiver" / source.name).read_bytes() != source.read_bytes()
+            str(source.relative_to(PACKAGE.parent))
+            for source in PACKAGE.rglob("*.py")
+            if not (directory / source.relative_to(PACKAGE.parent)).is_file()
+            or (directory / source.relative_to(PACKAGE.parent)).read_bytes() != source.read_bytes()
         ]
         if stale:
-            pytest.fail(f"{directory} is older than functions/archiver ({', '.join(stale)}): run `make build`")
+            pytest.fail(
+                f"{directory} is older than functions/runway_archiver_lambda ({', '.join(stale)}): run `make build`"
+            )
         found[logical_id] = BuiltFunction(
             logical_id, directory, properties["Handler"], int(properties.get("Timeout", default_timeout))
         )
@@ -238,7 +241,7 @@ def test_the_built_functions_archive_and_announce_on_python313_with_the_runtimes
     # Then it archives and announces the finished task and keeps the other pending
     assert (summary["archived"], summary["announced"], summary["still_pending"]) == (1, 1, 1), summary
 
-    # When the provider calls the built intake back for the other task
+    # When the provider calls the built callback function back for the other task
     callback = load_event("callback/function-url.json")
     callback["body"] = json.dumps(feed.finish("art-called-back"))
     callback["queryStringParameters"] = {"token": archive.callback_token}

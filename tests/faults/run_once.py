@@ -12,16 +12,16 @@ import os
 import sys
 import time
 
-from archiver import handler
 from runway_archiver.local_aws import LocalLambdaContext
+from runway_archiver_lambda.handlers import poller
 
 
 def main() -> None:
     if len(sys.argv) > 2:
         shift = float(sys.argv[2])
-        handler._poller = handler.build_poller(os.environ)
-        handler._poller.wall_clock = lambda: time.time() + shift
-    summary = handler.lambda_handler({"scheduled_time": sys.argv[1]}, LocalLambdaContext())
+        poller._poller = poller.build_poller(os.environ)
+        poller._poller.wall_clock = lambda: time.time() + shift
+    summary = poller.lambda_handler({"scheduled_time": sys.argv[1]}, LocalLambdaContext())
     print(json.dumps(summary))
 
 

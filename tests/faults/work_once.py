@@ -16,10 +16,10 @@ from pathlib import Path
 
 import boto3
 
-from archiver import worker
-from archiver.wiring import build_poller
 from runway_archiver.local_aws import LocalLambdaContext
 from runway_archiver.local_queue import Drained, drain
+from runway_archiver_lambda.handlers import worker
+from runway_archiver_lambda.wiring import build_poller
 
 
 def main() -> None:

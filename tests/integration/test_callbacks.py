@@ -1,4 +1,4 @@
-"""The callback intake through its handler (a function URL event) and the worker behind it."""
+"""The callback function through its handler (a function URL event) and the worker behind it."""
 
 from __future__ import annotations
 

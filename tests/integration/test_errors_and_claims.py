@@ -139,7 +139,7 @@ def test_a_claim_left_by_a_crashed_run_is_taken_over_after_its_lease(
 
 def test_a_claim_is_exclusive(archive: Archive, minutes: Minutes) -> None:
     # Two runs racing for one task: the conditional write lets exactly one through.
-    from archiver.tasks import TaskStore
+    from runway_archiver_lambda.tasks import TaskStore
 
     archive.register("task-race")
     store = TaskStore(archive.table)
@@ -186,7 +186,7 @@ def test_a_failed_publish_is_announced_by_the_next_run_exactly_once(
 
 
 def test_the_same_outcome_always_has_the_same_event_id(archive: Archive, feed: FeedEmulator, minutes: Minutes) -> None:
-    from archiver.events import event_id
+    from runway_archiver_lambda.events import event_id
 
     feed.add_task("task-id", "3")
     archive.register("task-id")

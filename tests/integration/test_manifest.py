@@ -11,8 +11,8 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
-from archiver.events import event_id
 from runway_archiver.emulator import Fault, FeedEmulator, media_sha256
+from runway_archiver_lambda.events import event_id
 from tests.conftest import Archive
 
 Minutes = Callable[[int], str]

@@ -1,4 +1,4 @@
-"""A forgotten task stays forgotten: its tombstone through the intake's handler, registration and the
+"""A forgotten task stays forgotten: its tombstone through the callback function's handler, registration and the
 poller (which publishes a forgotten event that could not be published at once, exactly once)."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
+from runway_archiver.archive import Archive as Operated
+from runway_archiver.archive import StackResources
 from runway_archiver.archive_ops import forget
 from runway_archiver.emulator import FeedEmulator
-from runway_archiver.operator import Archive as Operated
-from runway_archiver.operator import StackResources
 from runway_archiver.register import register_tasks
 from tests.conftest import Archive, load_event
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from archiver.feed import Dialect, FeedError, FeedErrorKind, Progress, Provider, read_answer
+from runway_archiver_lambda.feed import Dialect, FeedError, FeedErrorKind, Progress, Provider, read_answer
 
 FEED = Path(__file__).resolve().parents[2] / "events" / "feed"
 ENVELOPE_TASK = "3d957031-9a2a-45e2-9dc7-bc8513059c50"

@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from archiver.config import ConfigError, Settings
-from archiver.events import build_event, event_id
-from archiver.feed import Progress, Provider, classify
-from archiver.media import AddressGuard, AddressRefused
-from archiver.poller import poll_delay
-from archiver.workqueue import BadWorkRequest, WorkRequest
+from runway_archiver_lambda.config import ConfigError, Settings
+from runway_archiver_lambda.events import build_event, event_id
+from runway_archiver_lambda.feed import Progress, Provider, classify
+from runway_archiver_lambda.media import AddressGuard, AddressRefused
+from runway_archiver_lambda.run import poll_delay
+from runway_archiver_lambda.workqueue import BadWorkRequest, WorkRequest
 
 FEED = Path(__file__).resolve().parents[2] / "events" / "feed"
 REQUIRED = {
@@ -141,7 +141,7 @@ def test_configuration_errors_name_the_variable() -> None:
 
 
 def test_the_tracer_is_made_on_the_first_call_and_wraps_the_handler(monkeypatch: pytest.MonkeyPatch) -> None:
-    from archiver.tracing import traced
+    from runway_archiver_lambda.observability import traced
 
     monkeypatch.delenv("POWERTOOLS_TRACE_DISABLED", raising=False)
     calls: list[Any] = []

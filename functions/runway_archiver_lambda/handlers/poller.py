@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics
 
-from .tracing import traced
-from .wiring import build_poller, emit_metrics
+from ..observability import traced
+from ..wiring import build_poller, emit_metrics
 
 __all__ = ["build_poller", "lambda_handler", "run_time"]
 
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
-    from .poller import Poller
+    from ..run import Poller
 
 logger = Logger()
 metrics = Metrics()

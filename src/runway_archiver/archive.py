@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from archiver.tasks import (
+from runway_archiver_lambda.tasks import (
     EXPIRED,
     FAILED,
     FORGOTTEN,

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.batch import AsyncBatchProcessor, EventType, async_process_partial_response
 
-from .tracing import traced
-from .wiring import build_poller, emit_metrics
-from .workqueue import WorkRequest
+from ..observability import traced
+from ..wiring import build_poller, emit_metrics
+from ..workqueue import WorkRequest
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
-    from .poller import Poller, Run
+    from ..run import Poller, Run
 
 logger = Logger()
 metrics = Metrics()

@@ -14,7 +14,7 @@ from .config import Settings
 from .events import EventPublisher
 from .feed import FeedClient
 from .media import AddressGuard, MediaArchiver
-from .poller import Poller, RunSummary
+from .run import Poller, RunSummary
 from .tasks import TaskStore
 from .workqueue import WorkQueue
 

@@ -1,4 +1,4 @@
-"""Callback intake: the provider's "task finished" call, taken only as a hint.
+"""Callback function: the provider's "task finished" call, taken only as a hint.
 
 The body is never trusted. A callback that passes the token check and names a known PENDING task
 becomes a work request on the work queue; the worker then re-reads the task from the feed API
@@ -18,7 +18,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from .apikey import SecretUnavailable
 from .config import ConfigError
-from .poller import VALID_TASK_ID
+from .run import VALID_TASK_ID
 from .tasks import FORGOTTEN, PENDING
 from .workqueue import CALLBACK, WorkRequest
 
@@ -34,7 +34,7 @@ TOKEN_PARAMETER = "token"  # noqa: S105 - the query parameter's name, not a secr
 
 
 @dataclass(frozen=True)
-class IntakeSettings:
+class CallbackSettings:
     table_name: str
     work_queue_url: str
     token_secret_id: str
@@ -42,7 +42,7 @@ class IntakeSettings:
     allow_registration: bool = False
 
     @classmethod
-    def from_environ(cls, environ: Mapping[str, str]) -> IntakeSettings:
+    def from_environ(cls, environ: Mapping[str, str]) -> CallbackSettings:
         missing = [
             name for name in ("TABLE_NAME", "WORK_QUEUE_URL", "CALLBACK_TOKEN_SECRET_ARN") if not environ.get(name)
         ]
@@ -73,8 +73,8 @@ class Reply:
         return json.dumps({"message": self.message, **({"task_id": self.task_id} if self.task_id else {})})
 
 
-class CallbackIntake:
-    def __init__(self, settings: IntakeSettings, store: TaskStore, queue: WorkQueue, token: CachedSecret) -> None:
+class Callbacks:
+    def __init__(self, settings: CallbackSettings, store: TaskStore, queue: WorkQueue, token: CachedSecret) -> None:
         self.settings = settings
         self.store = store
         self.queue = queue

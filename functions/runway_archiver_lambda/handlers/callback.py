@@ -1,4 +1,4 @@
-"""Lambda entry point of the callback intake, behind a Lambda function URL."""
+"""Lambda entry point of the callback function, behind a Lambda function URL."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ from aws_lambda_powertools.event_handler import LambdaFunctionUrlResolver, Respo
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.config import Config
 
-from .apikey import CachedSecret
-from .intake import TOKEN_HEADER, TOKEN_PARAMETER, CallbackIntake, IntakeSettings, Reply
-from .tasks import TaskStore
-from .tracing import traced
-from .workqueue import WorkQueue
+from ..apikey import CachedSecret
+from ..callbacks import TOKEN_HEADER, TOKEN_PARAMETER, Callbacks, CallbackSettings, Reply
+from ..observability import traced
+from ..tasks import TaskStore
+from ..workqueue import WorkQueue
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -28,15 +28,15 @@ logger = Logger()
 metrics = Metrics()
 app = LambdaFunctionUrlResolver()
 
-_intake: CallbackIntake | None = None
+_callbacks: Callbacks | None = None
 
 
-def build_intake(environ: Mapping[str, str], session: boto3.session.Session | None = None) -> CallbackIntake:
-    settings = IntakeSettings.from_environ(environ)
+def build_callbacks(environ: Mapping[str, str], session: boto3.session.Session | None = None) -> Callbacks:
+    settings = CallbackSettings.from_environ(environ)
     session = session or boto3.session.Session()
     # The sender waits on us: fail fast rather than retry long.
     aws_config = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5)
-    return CallbackIntake(
+    return Callbacks(
         settings,
         TaskStore(session.resource("dynamodb", config=aws_config).Table(settings.table_name)),
         WorkQueue(session.client("sqs", config=aws_config), settings.work_queue_url),
@@ -50,7 +50,7 @@ def build_intake(environ: Mapping[str, str], session: boto3.session.Session | No
 def callback() -> Response[str]:
     event = app.current_event
     presented = event.headers.get(TOKEN_HEADER) or (event.query_string_parameters or {}).get(TOKEN_PARAMETER)
-    assert _intake is not None
+    assert _callbacks is not None
     try:
         body = (
             base64.b64decode(event.body or "", validate=True)
@@ -60,7 +60,7 @@ def callback() -> Response[str]:
     except binascii.Error:
         reply = Reply(400, "malformed", "body is not valid base64")
     else:
-        reply = _intake.accept(presented, body)
+        reply = _callbacks.accept(presented, body)
     metrics.add_dimension(name="outcome", value=reply.outcome)
     metrics.add_metric(name="Callbacks", unit=MetricUnit.Count, value=1)
     log = logger.info if reply.status < 400 else logger.warning
@@ -72,7 +72,7 @@ def callback() -> Response[str]:
 @traced
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    global _intake  # noqa: PLW0603 - built once per container, reused by warm invocations
-    if _intake is None:
-        _intake = build_intake(os.environ)
+    global _callbacks  # noqa: PLW0603 - built once per container, reused by warm invocations
+    if _callbacks is None:
+        _callbacks = build_callbacks(os.environ)
     return app.resolve(event, context)

@@ -1,0 +1,1 @@
+"""The three Lambda entry points, one module per function: poller, worker, callback."""
