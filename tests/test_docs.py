@@ -131,3 +131,28 @@ def test_the_docs_show_make_targets() -> None:
 @pytest.mark.parametrize(("page", "target"), _make_shown())
 def test_every_make_target_shown_exists(page: str, target: str) -> None:
     assert target in _targets(), f"{page} shows `make {target}`, which the Makefile does not have"
+
+
+def _anchors(page: Path) -> set[str]:
+    """GitHub's anchors for a page's headings: lower case, punctuation dropped, spaces as hyphens."""
+    text = re.sub(r"^\s*```.*?^\s*```", "", page.read_text(), flags=re.DOTALL | re.MULTILINE)
+    headings = re.findall(r"^#+ (.+)$", text, re.MULTILINE)
+    return {re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-") for heading in headings}
+
+
+def _links() -> list[tuple[str, str]]:
+    return [
+        (page.relative_to(REPO_ROOT).as_posix(), target)
+        for page in PAGES
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text())
+        if not target.startswith(("http://", "https://"))
+    ]
+
+
+@pytest.mark.parametrize(("page", "target"), _links())
+def test_every_link_between_the_pages_resolves(page: str, target: str) -> None:
+    path, _, anchor = target.partition("#")
+    linked = (REPO_ROOT / page).parent / path if path else REPO_ROOT / page
+    assert linked.exists(), f"{page} links to {target}: no such file"
+    if anchor:
+        assert anchor in _anchors(linked), f"{page} links to {target}: no such heading"
