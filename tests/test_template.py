@@ -469,7 +469,7 @@ def test_samconfig_deploys_with_sensible_defaults() -> None:
 )
 def test_the_sample_events_the_readme_uses_exist(event: str) -> None:
     assert (REPO_ROOT / "events" / event).is_file()
-    assert f"events/{event}" in (REPO_ROOT / "README.md").read_text()
+    assert f"events/{event}" in (REPO_ROOT / "docs/configuration-and-deployment.md").read_text()
 
 
 # -- what moto does not create, and so is asserted above --------------------------------------
@@ -505,7 +505,7 @@ def test_the_local_deploy_reports_what_moto_left_out_without_a_warning_per_deplo
 
 
 def test_the_readme_lists_what_the_local_deploy_leaves_out() -> None:
-    readme = (REPO_ROOT / "README.md").read_text()
+    readme = (REPO_ROOT / "docs/configuration-and-deployment.md").read_text()
     for resource_type in NOT_CREATED_BY_MOTO:
         assert resource_type in readme
 
@@ -624,7 +624,7 @@ def test_the_dashboard_draws_the_thresholds_the_stack_uses() -> None:
 # moto creates no schedule, evaluates no resource policy and knows no quota: these are checked on
 # the transformed template, instantiated for given parameters by tests/aws_model.py.
 
-README = (REPO_ROOT / "README.md").read_text()
+README = (REPO_ROOT / "docs/configuration-and-deployment.md").read_text()  # the page deployment moved to
 
 
 def _reserved(stack: Stack) -> dict[str, int]:
@@ -641,7 +641,7 @@ def test_the_defaults_reserve_no_concurrency_so_any_account_can_deploy(expanded:
     assert _reserved(Stack(expanded)) == {}
     reserved = _reserved(Stack(expanded, {"ReserveConcurrency": "true"}))
     assert reserved == {"PollerFunction": 2, "IntakeFunction": 10}
-    # The README and the parameter state the quota that choice needs.
+    # The deployment page and the parameter state the quota that choice needs.
     needed = 100 + sum(reserved.values())
     assert f"at least {needed}" in " ".join(README.split())
     assert f"{needed} or more" in " ".join(TEMPLATE["Parameters"]["ReserveConcurrency"]["Description"].split())
@@ -767,7 +767,7 @@ def test_the_readme_warns_that_alarms_never_reach_a_topic_on_the_aws_managed_key
     assert "alias/aws/sns" in description and "customer-managed" in description
 
 
-# -- who may do what: the README's table, evaluated against the transformed policies ------------
+# -- who may do what: the docs' table, evaluated against the transformed policies ----------------
 
 ALLOW_EVERYTHING = ({"Effect": "Allow", "Action": "*", "Resource": "*"},)
 
@@ -814,4 +814,4 @@ def test_who_may_do_what_is_what_the_readme_says(expanded: dict[str, Any], row: 
     }[target]
     request = Request(_who(stack, who), action, resource, secure_transport=transport == "TLS")
     decision = decide(request, _as_list(policies["PolicyDocument"]["Statement"]))
-    assert (decision == "allowed") == answer.startswith("allowed"), f"README says {answer}, the policies: {decision}"
+    assert (decision == "allowed") == answer.startswith("allowed"), f"the docs say {answer}, the policies: {decision}"

@@ -1,5 +1,6 @@
-"""The first deploy as the README tells it: `make deploy`, then the key with `make api-key` or the
-AWS CLI lines, the stack name taken from samconfig.toml wherever it is needed."""
+"""The first deploy as the README and docs/configuration-and-deployment.md tell it: `make deploy`,
+then the key with `make api-key` or the AWS CLI lines, the stack name taken from samconfig.toml
+wherever it is needed."""
 
 from __future__ import annotations
 
@@ -17,14 +18,17 @@ from scripts import put_api_key
 from runway_archiver.local_aws import REPO_ROOT, load_template
 
 README = (REPO_ROOT / "README.md").read_text()
+DEPLOYMENT = (REPO_ROOT / "docs/configuration-and-deployment.md").read_text()
 SAMCONFIG_STACK = tomllib.loads((REPO_ROOT / "samconfig.toml").read_text())["default"]["global"]["parameters"][
     "stack_name"
 ]
 
 
 def _deployment_blocks() -> list[str]:
-    section = README.split("\n## Deployment\n", 1)[1].split("\n### ", 1)[0]
-    return re.findall(r"```bash\n(.*?)```", section, re.DOTALL)
+    """The README's three steps, then the docs' AWS CLI way of putting the key."""
+    steps = README.split("\n## Deploy in three steps\n", 1)[1].split("\n## ", 1)[0]
+    section = DEPLOYMENT.split("\n## Deployment\n", 1)[1].split("\n### ", 1)[0]
+    return re.findall(r"```bash\n(.*?)```", steps + section, re.DOTALL)
 
 
 def _stack_with_a_key_secret(name: str) -> str:
@@ -103,7 +107,7 @@ def test_the_readme_explains_the_guided_function_url_question() -> None:
         if v.get("Properties", {}).get("FunctionUrlConfig", {}).get("AuthType") == "NONE"
     ]
     assert public == ["IntakeFunction"]
-    flat = " ".join(README.split())
+    flat = " ".join(DEPLOYMENT.split())
     # sam deploy --guided asks this for every function URL without IAM auth; its default (N) aborts
     for function in public:
         assert f"{function} Function Url has no authentication" in flat
