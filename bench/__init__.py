@@ -1,4 +1,4 @@
-"""Benchmarks: figures printed as ratios, not tests (see README, Performance)."""
+"""Benchmarks: figures printed as ratios, not tests (see docs/performance.md)."""
 
 import os
 
