@@ -52,7 +52,9 @@ class CachedSecret:
             code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else ""
             raise SecretUnavailable(f"{self._what} could not be read ({code or type(exc).__name__})") from exc
         if not value.strip():
-            raise SecretUnavailable(f"{self._what} is empty: put its value in the secret (see docs/configuration-and-deployment.md)")
+            raise SecretUnavailable(
+                f"{self._what} is empty: put its value in the secret (docs/configuration-and-deployment.md)"
+            )
         return value.strip()
 
 
