@@ -143,11 +143,26 @@ def test_media_objects_say_what_they_are_in_their_metadata(
         "sha256": media_sha256("/media/task-small/video.mp4", 300_000),
     }
     assert archive.object("runway/task-small/poster.png")["Metadata"]["role"] == "poster"
-    # A multipart upload's metadata is fixed before its body is read: the SHA-256 is in the manifest.
-    large = archive.object("runway/task-large/video.mp4")["Metadata"]
-    assert large == {"task-id": "task-large", "role": "video"}
+    # A multipart upload's metadata is fixed before its body is read: it is re-stamped by a copy of
+    # itself, and the version the item, the event and the manifest name is that copy, the current one.
+    digest = media_sha256("/media/task-large/video.mp4", 20 * MiB)
+    head = archive.object("runway/task-large/video.mp4")
+    assert head["Metadata"] == {"task-id": "task-large", "role": "video", "sha256": digest}
+    assert head["ContentType"] == "video/mp4"
+    recorded = archive.item("task-large")["assets"]["video"]
     manifest = json.loads(archive.object_bytes("runway/task-large/task.json"))
-    assert manifest["assets"]["video"]["sha256"] == media_sha256("/media/task-large/video.mp4", 20 * MiB)
+    [event] = [e for e in archive.events() if e["subject"] == "task-large"]
+    assert recorded["sha256"] == manifest["assets"]["video"]["sha256"] == digest
+    assert recorded["version_id"] == manifest["assets"]["video"]["version_id"] == head["VersionId"]
+    assert event["data"]["assets"]["video"]["version_id"] == head["VersionId"]
+    # one CopyObject: S3 stores the whole file's SHA-256, not a composite of its parts
+    assert recorded["checksum_sha256"] == _b64_sha256(archive.object_bytes("runway/task-large/video.mp4"))
+    assert manifest["assets"]["video"]["checksum_sha256"] == recorded["checksum_sha256"]
+    versions = boto3.client("s3").list_object_versions(
+        Bucket=archive.stack.bucket_name, Prefix="runway/task-large/video.mp4"
+    )["Versions"]
+    # the upload itself is kept as a noncurrent version, which the bucket's lifecycle rule expires
+    assert [v["IsLatest"] for v in versions].count(True) == 1 and len(versions) == 2
     assert archive.object("runway/task-large/task.json")["Metadata"] == {
         "task-id": "task-large",
         "role": "manifest",
