@@ -9,7 +9,6 @@ from collections.abc import Callable
 from typing import Any
 
 import boto3
-from botocore.exceptions import ClientError
 
 from archiver.events import event_id
 from runway_archiver.emulator import Fault, FeedEmulator, media_sha256
@@ -202,32 +201,3 @@ def test_every_request_that_carries_media_carries_its_sha256_for_s3_to_check(
     stored = archive.item("task-c")["assets"]["video"]["checksum_sha256"]
     # real S3 answers "<composite>-3" for three parts; moto drops the suffix
     assert stored.split("-")[0] == head["ChecksumSHA256"].split("-")[0]
-
-
-def test_a_part_s3_refuses_as_corrupted_leaves_no_object_and_no_manifest(
-    archive: Archive, feed: FeedEmulator, minutes: Minutes
-) -> None:
-    feed.add_task("task-bad-part", "3", video_size=20 * MiB)
-    archive.register("task-bad-part")
-
-    def refuse_second_part(params: dict[str, Any], **_: Any) -> None:
-        if params["PartNumber"] == 2:  # S3's answer to a part whose body does not match its checksum
-            response: Any = {
-                "Error": {"Code": "BadDigest", "Message": "The SHA256 you specified did not match the calculated"},
-                "ResponseMetadata": {"HTTPStatusCode": 400},
-            }
-            raise ClientError(response, "UploadPart")
-
-    session = boto3.session.Session()
-    session.events.register("provide-client-params.s3.UploadPart", refuse_second_part)
-
-    first = archive.run(minutes(0), session=session)
-
-    assert first["archive_errors"] == 1
-    item = archive.item("task-bad-part")
-    assert item["status"] == "PENDING"
-    assert "BadDigest" in item["last_error"]
-    assert _keys(archive, "task-bad-part") == ["runway/task-bad-part/last_frame.png", "runway/task-bad-part/poster.png"]
-    assert boto3.client("s3").list_multipart_uploads(Bucket=archive.stack.bucket_name).get("Uploads", []) == []
-    assert archive.run(minutes(1))["archived"] == 1
-    assert "runway/task-bad-part/task.json" in _keys(archive, "task-bad-part")
