@@ -201,3 +201,24 @@ def test_every_request_that_carries_media_carries_its_sha256_for_s3_to_check(
     stored = archive.item("task-c")["assets"]["video"]["checksum_sha256"]
     # real S3 answers "<composite>-3" for three parts; moto drops the suffix
     assert stored.split("-")[0] == head["ChecksumSHA256"].split("-")[0]
+
+
+def test_a_copy_answer_without_a_checksum_records_the_sha256_the_archiver_computed(
+    archive: Archive, feed: FeedEmulator, minutes: Minutes
+) -> None:
+    # An emulator may leave the checksum out of its CopyObject answer; S3 stores the whole file's
+    # SHA-256 after a single CopyObject with ChecksumAlgorithm=SHA256, which the archiver computed.
+    feed.add_task("task-quiet", "3", video_size=9 * MiB)
+    archive.register("task-quiet")
+
+    def drop_checksum(parsed: dict[str, Any], **_: Any) -> None:
+        parsed.get("CopyObjectResult", {}).pop("ChecksumSHA256", None)
+
+    session = boto3.session.Session()
+    session.events.register("after-call.s3.CopyObject", drop_checksum)
+
+    archive.run(minutes(0), session=session)
+
+    video = archive.item("task-quiet")["assets"]["video"]
+    assert video["sha256"] == media_sha256("/media/task-quiet/video.mp4", 9 * MiB)
+    assert video["checksum_sha256"] == _b64_sha256(archive.object_bytes("runway/task-quiet/video.mp4"))
