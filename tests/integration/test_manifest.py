@@ -185,22 +185,32 @@ def test_every_request_that_carries_media_carries_its_sha256_for_s3_to_check(
         )
         sent.append((operation_name, declared))
 
+    copies: list[dict[str, str]] = []
+
+    def copy_headers(request: Any, **_: Any) -> None:
+        copies.append({k.lower(): v for k, v in request.headers.items()})
+
     session = boto3.session.Session()
     session.events.register("request-created.s3.UploadPart", checksum_of)
     session.events.register("request-created.s3.PutObject", checksum_of)
+    session.events.register("request-created.s3.CopyObject", copy_headers)
 
     archive.run(minutes(0), session=session)
 
     assert [op for op, _ in sent].count("UploadPart") == 3
     assert [op for op, _ in sent].count("PutObject") == 3  # poster, last frame, manifest
     assert all(declared for _, declared in sent), sent
+    # the re-stamping copy asks S3 for a SHA-256 of the copy, of the version just uploaded, new metadata
+    [copy] = copies
+    assert copy["x-amz-checksum-algorithm"] == "SHA256"
+    assert copy["x-amz-metadata-directive"] == "REPLACE"
+    assert "versionId=" in copy["x-amz-copy-source"]
     head = boto3.client("s3").head_object(
         Bucket=archive.stack.bucket_name, Key="runway/task-c/video.mp4", ChecksumMode="ENABLED"
     )
-    assert head["ChecksumSHA256"]
     stored = archive.item("task-c")["assets"]["video"]["checksum_sha256"]
-    # real S3 answers "<composite>-3" for three parts; moto drops the suffix
-    assert stored.split("-")[0] == head["ChecksumSHA256"].split("-")[0]
+    # one CopyObject: S3 stores the whole file's SHA-256 (the upload's "<composite>-3" is replaced)
+    assert stored == head["ChecksumSHA256"] == _b64_sha256(archive.object_bytes("runway/task-c/video.mp4"))
 
 
 def test_a_copy_answer_without_a_checksum_records_the_sha256_the_archiver_computed(
