@@ -58,7 +58,20 @@ def child(mode: str, url: str, source: str | None) -> dict[str, Any]:
         if writing and any(flag in args[1] for flag in "wax+") and not args[0].startswith(("/dev/", "/proc/")):
             written.append(args[0])
 
-    poller = build_poller(os.environ)
+    # The time of the copy inside S3 that re-stamps a multipart upload with its SHA-256 (from
+    # s3transfer's HeadObject to the CopyObject's answer): moto copies locally; S3's time differs.
+    restamp: dict[str, float] = {}
+
+    def mark(name: str) -> Any:
+        def hook(**_: Any) -> None:  # a before-call hook that returned a value would answer for S3
+            restamp.setdefault(name, time.perf_counter())
+
+        return hook
+
+    session = boto3.session.Session()
+    session.events.register("before-call.s3.HeadObject", mark("started"))
+    session.events.register("after-call.s3.CopyObject", mark("ended"))
+    poller = build_poller(os.environ, session)
     bucket = os.environ["BUCKET_NAME"]
     s3 = boto3.client("s3")
     s3.head_bucket(Bucket=bucket)  # connections and credentials warm, as in a warm container
@@ -84,6 +97,7 @@ def child(mode: str, url: str, source: str | None) -> dict[str, Any]:
         "seconds": seconds,
         "rss_growth_mib": (_rss_kib("VmHWM") - baseline) / 1024,
         "files_written": len(written),
+        "restamp_seconds": restamp["ended"] - restamp["started"] if "ended" in restamp else 0.0,
     }
 
 
@@ -115,6 +129,7 @@ def measure(mib: int = 1024, cdn_mib_per_second: float = 200.0) -> tuple[list[Fi
             results[mode] = json.loads(done.stdout.strip().splitlines()[-1])
             _forget_versions(archive.session, archive.stack.bucket_name)  # moto keeps every version in memory
     stream, upload, naive = results["stream"], results["upload_file"], results["naive"]
+    took = f"{stream['seconds']:.2f} s (re-stamp {stream['restamp_seconds']:.2f} s)"
     figures = [
         Figure(
             "2. streaming copy, memory",
@@ -125,14 +140,14 @@ def measure(mib: int = 1024, cdn_mib_per_second: float = 200.0) -> tuple[list[Fi
         ),
         Figure(
             "3. streaming copy vs upload_file",
-            f"{stream['seconds']:.2f} s vs {upload['seconds']:.2f} s from disk",
+            f"{took} vs {upload['seconds']:.2f} s from disk",
             "<= 1.25 x upload_file",
             stream["seconds"] / upload["seconds"],
             1.25,
         ),
         Figure(
             "3. streaming copy vs naive",
-            f"{stream['seconds']:.2f} s vs {naive['seconds']:.2f} s download+upload",
+            f"{took} vs {naive['seconds']:.2f} s download+upload",
             "<= 0.8 x naive",
             stream["seconds"] / naive["seconds"],
             0.8,

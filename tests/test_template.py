@@ -372,7 +372,12 @@ def test_the_poller_touches_only_its_own_resources(expanded: dict[str, Any]) -> 
     assert grants["dynamodb:UpdateItem"] == [{"Fn::GetAtt": ["TasksTable", "Arn"]}]
     assert grants["dynamodb:Query"] == [{"Fn::Sub": "${TasksTable.Arn}/index/*"}]
     assert "dynamodb:Scan" not in grants  # discovery is a Query on an index, never a Scan
-    assert "s3:GetObject" not in grants and "s3:DeleteObject" not in grants
+    assert "s3:DeleteObject" not in grants and "s3:DeleteObjectVersion" not in grants
+    # reading is for the copy that re-stamps a multipart upload (a version of its own): its prefix only
+    for role in ("PollerFunctionRole", "WorkerFunctionRole"):
+        granted = _granted(expanded, role)
+        for action in ("s3:GetObject", "s3:GetObjectVersion"):
+            assert granted[action] == [{"Fn::Sub": "${ArchiveBucket.Arn}/${KeyPrefix}/*"}], (role, action)
 
 
 def test_the_callback_function_reads_only_the_callback_token_and_never_publishes(expanded: dict[str, Any]) -> None:
@@ -719,8 +724,9 @@ def test_the_key_prefix_drives_the_code_the_grant_and_the_lifecycle_alike(
     for function, role in (("PollerFunction", "PollerFunctionRole"), ("WorkerFunction", "WorkerFunctionRole")):
         assert resources[function]["Properties"]["Environment"]["Variables"]["KEY_PREFIX"] == prefix
         writer = _principal(stack, role)
-        assert decide(Request(writer, "s3:PutObject", f"{bucket_arn}/{prefix}/t-1/video.mp4"), []) == "allowed"
-        assert decide(Request(writer, "s3:PutObject", f"{bucket_arn}/elsewhere/t-1/video.mp4"), []) != "allowed"
+        for action in ("s3:PutObject", "s3:GetObjectVersion"):
+            assert decide(Request(writer, action, f"{bucket_arn}/{prefix}/t-1/video.mp4"), []) == "allowed"
+            assert decide(Request(writer, action, f"{bucket_arn}/elsewhere/t-1/video.mp4"), []) != "allowed"
     rules = {r["Id"]: r for r in resources["ArchiveBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]}
     assert rules["archive-media"]["Prefix"] == f"{prefix}/"
 

@@ -18,7 +18,7 @@ import posixpath
 import socket
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import IO, TYPE_CHECKING, Any, ClassVar, Final, TypeAlias, cast
 from urllib.parse import urljoin, urlsplit
 
@@ -213,6 +213,9 @@ def _guarded_new_conn(conn: HTTPConnection, guard: AddressGuard) -> socket.socke
 # (FULL_OBJECT) checksum of a multipart upload needs botocore 1.36 and a value known before the
 # upload starts, which a stream does not have (README, "Integrity").
 CHECKSUM_ALGORITHM: Final = "SHA256"
+# A multipart upload is re-stamped by a copy of itself: up to this size one CopyObject, after which
+# S3 stores the object's own SHA-256 (not a composite); above it S3 allows only a copy in parts.
+SINGLE_COPY_LIMIT: Final = 5 * 1024**3
 
 
 @dataclass(frozen=True)
@@ -225,8 +228,8 @@ class StoredAsset:
     sha256: str
     content_type: str
     version_id: str | None = None
-    # What S3 stored as the object's checksum: the SHA-256 (base64) of a single-request upload,
-    # or the composite of a multipart one ("<base64 of the SHA-256 of the parts' digests>-<parts>").
+    # What S3 stored as the object's checksum: the SHA-256 (base64) of the whole object, or for one
+    # over SINGLE_COPY_LIMIT the composite of its parts ("<base64 of the SHA-256 of the parts' digests>-<parts>").
     checksum_sha256: str | None = None
 
     def as_dict(self) -> dict[str, str | int | None]:
@@ -253,16 +256,18 @@ class Receipt:
 
     version_id: str | None
     checksum_sha256: str | None
+    multipart: bool = False  # completed by CompleteMultipartUpload: its metadata was fixed before the body was read
 
 
 class UploadReceipts:
-    """Catches S3's answer to the request that completes an upload (PutObject or CompleteMultipartUpload).
+    """Catches S3's answer to the request that completes an upload or a copy (PutObject, CopyObject or
+    CompleteMultipartUpload).
 
-    upload_fileobj returns nothing; the version id and the stored checksum are in that answer. The
-    hooks are botocore's public event system; the request context carries the key from one to the other.
+    upload_fileobj and copy return nothing; the version id and the stored checksum are in that answer.
+    The hooks are botocore's public event system; the request context carries the key from one to the other.
     """
 
-    OPERATIONS = ("PutObject", "UploadPart", "CompleteMultipartUpload")
+    OPERATIONS = ("PutObject", "UploadPart", "CompleteMultipartUpload", "CopyObject", "UploadPartCopy")
 
     def __init__(self, s3: S3Client) -> None:
         self._lock = threading.Lock()
@@ -286,13 +291,15 @@ class UploadReceipts:
         if receipt and not receipt.checksum_sha256 and parts:
             # S3 answers CompleteMultipartUpload with the composite; an emulator may not: the same value
             # from the parts' checksums S3 echoed (no second pass over the bytes).
-            receipt = Receipt(receipt.version_id, composite_sha256([parts[n] for n in sorted(parts)]))
+            composite = composite_sha256([parts[n] for n in sorted(parts)])
+            receipt = Receipt(receipt.version_id, composite, receipt.multipart)
         return receipt
 
     def _note_key(self, params: dict[str, Any], context: dict[str, Any], model: Any, **_: Any) -> None:
         where = (str(params.get("Bucket")), str(params.get("Key")))
         context["archiver_object"] = where
         context["archiver_part"] = params.get("PartNumber")
+        context["archiver_operation"] = model.name
         with self._lock:
             late = self._metadata.get(where)
         if late is not None and model.name == "PutObject":
@@ -305,11 +312,14 @@ class UploadReceipts:
         with self._lock:
             if where not in self._metadata:
                 return
+            # UploadPartCopy and CopyObject answer with their checksum inside a result element.
+            result = parsed.get("CopyPartResult") or parsed.get("CopyObjectResult") or parsed
             if context.get("archiver_part") is not None:
-                if parsed.get("ChecksumSHA256"):
-                    self._parts.setdefault(where, {})[int(context["archiver_part"])] = parsed["ChecksumSHA256"]
+                if result.get("ChecksumSHA256"):
+                    self._parts.setdefault(where, {})[int(context["archiver_part"])] = result["ChecksumSHA256"]
                 return
-            self._receipts[where] = Receipt(parsed.get("VersionId"), parsed.get("ChecksumSHA256"))
+            multipart = context.get("archiver_operation") == "CompleteMultipartUpload"
+            self._receipts[where] = Receipt(parsed.get("VersionId"), result.get("ChecksumSHA256"), multipart)
 
 
 class _HashingReader:
@@ -373,6 +383,17 @@ def streaming_transfer_config(
     return config
 
 
+def restamp_transfer_config(part_size: int = 8 * MiB, concurrency: int = 4) -> TransferConfig:
+    """A copy inside S3 (no bytes through the function): one CopyObject up to SINGLE_COPY_LIMIT,
+    parts of the upload's size above it (S3's composite is then that of the upload's part size)."""
+    return TransferConfig(
+        multipart_threshold=SINGLE_COPY_LIMIT,
+        multipart_chunksize=part_size,
+        max_concurrency=concurrency,
+        use_threads=True,
+    )
+
+
 class MediaArchiver:
     """Streams media URLs into the archive bucket: never a whole file in memory or on disk."""
 
@@ -403,6 +424,7 @@ class MediaArchiver:
         self._http = http or guarded_pool_manager(guard, maxsize=8, block=True)
         self._timeout = timeout or urllib3.Timeout(connect=3.05, read=30.0)
         self._transfer = transfer_config or streaming_transfer_config()
+        self._restamp_config = restamp_transfer_config(self._transfer.multipart_chunksize)
         self._receipts = UploadReceipts(s3)
         self._retry = urllib3.Retry(
             total=2,
@@ -448,7 +470,7 @@ class MediaArchiver:
         key = self.key_for(task_id, role, _extension(content_type, url))
         reader = _HashingReader(response, expected, self._max_bytes, deadline or float("inf"))
         # A file copied out of the bucket still says what it is. The SHA-256 is known before the object
-        # is created only for a single-request upload; a multipart one names it in the manifest.
+        # is created only for a single-request upload; a multipart one is re-stamped with it (_restamp).
         self._receipts.expect(self._bucket, key, lambda: {"sha256": reader.hexdigest} if reader.finished else {})
         try:
             self._s3.upload_fileobj(
@@ -468,7 +490,7 @@ class MediaArchiver:
         receipt = self._receipts.take(self._bucket, key) or Receipt(None, None)
         if not reader.finished:
             raise MediaError("upload ended before the download did")
-        return StoredAsset(
+        asset = StoredAsset(
             self._bucket,
             key,
             reader.size,
@@ -477,6 +499,43 @@ class MediaArchiver:
             version_id=receipt.version_id,
             checksum_sha256=receipt.checksum_sha256,
         )
+        return self._restamp(asset, role, task_id) if receipt.multipart else asset
+
+    def _restamp(self, asset: StoredAsset, role: str, task_id: str) -> StoredAsset:
+        """Give a multipart upload the metadata a single-request one has, `sha256` included.
+
+        Its metadata was fixed at CreateMultipartUpload, before the body had been read; a copy of
+        the exact version just uploaded onto its own key, inside S3, replaces it. The first version
+        becomes noncurrent (the bucket's `expire-replaced-versions` rule removes it). If the copy
+        fails the task stays PENDING and the next run archives it again, as after a failed upload.
+        """
+        source = {"Bucket": asset.bucket, "Key": asset.key}
+        if asset.version_id:
+            source["VersionId"] = asset.version_id  # never a version another writer made meanwhile
+        self._receipts.expect(asset.bucket, asset.key, dict)
+        try:
+            self._s3.copy(
+                source,  # type: ignore[arg-type]  # boto3-stubs wants a CopySourceTypeDef; this is one
+                asset.bucket,
+                asset.key,
+                ExtraArgs={
+                    "MetadataDirective": "REPLACE",
+                    "ContentType": asset.content_type,
+                    "Metadata": {"task-id": task_id, "role": role, "sha256": asset.sha256},
+                    "ChecksumAlgorithm": CHECKSUM_ALGORITHM,
+                },
+                Config=self._restamp_config,
+            )
+        except (ClientError, BotoCoreError) as exc:
+            self._receipts.take(asset.bucket, asset.key)
+            raise MediaError(f"re-stamping s3://{asset.bucket}/{asset.key} failed: {_s3_error(exc)}") from exc
+        receipt = self._receipts.take(asset.bucket, asset.key) or Receipt(None, None)
+        checksum = receipt.checksum_sha256
+        if not checksum and not receipt.multipart:
+            # One CopyObject with ChecksumAlgorithm=SHA256: S3 stores the object's SHA-256, which we
+            # computed; an emulator may leave it out of its answer.
+            checksum = base64.b64encode(bytes.fromhex(asset.sha256)).decode()
+        return replace(asset, version_id=receipt.version_id, checksum_sha256=checksum)
 
     def put_manifest(self, task_id: str, manifest: dict[str, Any]) -> StoredAsset:
         """Write `{prefix}/{task_id}/task.json` (after the media, before the item names it)."""

@@ -10,6 +10,7 @@ A dependency missing from functions/requirements.txt fails the import here as it
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -27,7 +28,7 @@ from typing import Any
 import boto3
 import pytest
 
-from runway_archiver.emulator import FeedEmulator
+from runway_archiver.emulator import FeedEmulator, media_sha256
 from runway_archiver.local_aws import FAKE_CREDENTIALS, MotoServer, deploy, load_template
 from tests.artefact.lambda_bootstrap import RESULT_MARK, SDK_MARK
 from tests.conftest import API_KEY, Archive, load_event, subscribed_archive
@@ -39,6 +40,7 @@ RUNTIME = REPO / ".tools" / "lambda-runtime-python3.13"
 REQUIREMENTS = Path(__file__).with_name("runtime-requirements.txt")
 BOOTSTRAP = Path(__file__).with_name("lambda_bootstrap.py")
 FUNCTIONS = ("PollerFunction", "WorkerFunction", "IntakeFunction")
+MULTIPART_VIDEO = 9 * 1024 * 1024  # two parts of the 8 MiB part size
 
 
 def _is_python313(candidate: str) -> bool:
@@ -229,8 +231,9 @@ def test_the_built_functions_archive_and_announce_on_python313_with_the_runtimes
     built: ArtefactRuntime, feed: FeedEmulator
 ) -> None:
     archive = built.archive
-    # Given a task that has finished and one the provider is still generating
-    feed.add_task("art-polled", "3", video_size=200_000)
+    # Given a task that has finished (its video over the 8 MiB part size: a multipart upload, then
+    # the copy that re-stamps it) and one the provider is still generating
+    feed.add_task("art-polled", "3", video_size=MULTIPART_VIDEO)
     feed.add_task("art-called-back", "1 3", video_size=100_000)
     archive.register("art-polled", "art-called-back")
 
@@ -258,7 +261,7 @@ def test_the_built_functions_archive_and_announce_on_python313_with_the_runtimes
     assert worked == {"batchItemFailures": []}
 
     # Then both tasks are archived and each announced once, by code that ran on the runtime's botocore only
-    for task_id, size in (("art-polled", 200_000), ("art-called-back", 100_000)):
+    for task_id, size in (("art-polled", MULTIPART_VIDEO), ("art-called-back", 100_000)):
         item = archive.item(task_id)
         assert item["status"] == "ARCHIVED"
         assert archive.object(f"runway/{task_id}/video.mp4")["ContentLength"] == size
@@ -270,6 +273,9 @@ def test_the_built_functions_archive_and_announce_on_python313_with_the_runtimes
         video = item["assets"]["video"]
         assert (head["ChecksumSHA256"], head["VersionId"]) == (video["checksum_sha256"], video["version_id"])
         assert head["Metadata"] == {"task-id": task_id, "role": "video", "sha256": video["sha256"]}
+        assert video["sha256"] == media_sha256(f"/media/{task_id}/video.mp4", size)
+        # the whole file's SHA-256, also for the multipart one (re-stamped in one CopyObject)
+        assert video["checksum_sha256"] == base64.b64encode(bytes.fromhex(video["sha256"])).decode()
         assert archive.object(item["manifest"]["key"])["VersionId"] == item["manifest"]["version_id"]
     assert sorted((e["subject"], e["type"]) for e in archive.events()) == [
         ("art-called-back", "runway.task.archived"),

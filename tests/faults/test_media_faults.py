@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from runway_archiver.emulator import Fault, FeedEmulator, media_sha256
 from tests.conftest import Archive
@@ -221,3 +223,98 @@ def test_media_over_the_size_limit_fails_the_task(
     assert summary["failed"] == 1
     assert "limit of 10485760 bytes" in archive.item("task")["error"]
     _nothing_left_in_the_bucket(archive)
+
+
+# -- S3 refusing a media write ------------------------------------------------------------------
+S3 = "AWS"
+
+
+def _refusal(operation: str, code: str, message: str, status: int = 400) -> ClientError:
+    response: Any = {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": status}}
+    return ClientError(response, operation)
+
+
+def _media_keys(archive: Archive) -> list[str]:
+    listed = boto3.client("s3").list_objects_v2(Bucket=archive.stack.bucket_name, Prefix="runway/task/")
+    return sorted(o["Key"] for o in listed.get("Contents", []))
+
+
+@pytest.mark.parametrize(
+    ("video_size", "operation"),
+    [
+        pytest.param(20 * MiB, "UploadPart", id="a-part-of-a-multipart-upload"),
+        pytest.param(300_000, "PutObject", id="a-single-request-upload"),
+    ],
+)
+@pytest.mark.fault(
+    S3,
+    "BadDigest: S3 refuses a body whose SHA-256 does not match (a part, or a whole small file)",
+    "no object, no open multipart upload, no manifest; task PENDING with the code; archived by the next run, once",
+)
+def test_a_body_s3_refuses_as_corrupted_leaves_no_object_and_no_manifest(
+    archive: Archive, feed: FeedEmulator, minutes: Minutes, video_size: int, operation: str
+) -> None:
+    # moto stores checksums but does not check them: S3's answer to a body that does not match its
+    # SHA-256 is injected where it happens, on the request that carried the body.
+    feed.add_task("task", "3", video_size=video_size)
+    archive.register("task")
+
+    def refuse_the_video(params: dict[str, Any], **_: Any) -> None:
+        if params["Key"] == KEY and params.get("PartNumber", 2) == 2:
+            raise _refusal(operation, "BadDigest", "The SHA256 you specified did not match the calculated checksum.")
+
+    session = boto3.session.Session()
+    session.events.register(f"provide-client-params.s3.{operation}", refuse_the_video)
+
+    first = archive.run(minutes(0), session=session)
+
+    assert first["archive_errors"] == 1
+    item = archive.item("task")
+    assert item["status"] == "PENDING"
+    assert "BadDigest" in item["last_error"]
+    assert _media_keys(archive) == ["runway/task/last_frame.png", "runway/task/poster.png"]
+    assert boto3.client("s3").list_multipart_uploads(Bucket=archive.stack.bucket_name).get("Uploads", []) == []
+    assert archive.events() == []
+    assert archive.run(minutes(1))["archived"] == 1
+    assert "runway/task/task.json" in _media_keys(archive)
+    assert len(archive.events()) == 1
+
+
+@pytest.mark.fault(
+    S3,
+    "the copy that re-stamps a multipart upload with its SHA-256 refused (CopyObject)",
+    "task PENDING with the reason, no manifest, nothing announced; the next run archives it again, "
+    "re-stamped, announced once",
+)
+def test_a_failed_restamp_is_a_setback_and_the_next_run_archives_again(
+    archive: Archive, feed: FeedEmulator, minutes: Minutes
+) -> None:
+    feed.add_task("task", "3", video_size=20 * MiB)  # multipart: re-stamped by a copy of itself
+    archive.register("task")
+    copies: list[str] = []
+
+    def refuse_the_copy(params: dict[str, Any], **_: Any) -> None:
+        copies.append(params["Key"])
+        raise _refusal("CopyObject", "InternalError", "injected", status=500)
+
+    failing = boto3.session.Session()
+    failing.events.register("provide-client-params.s3.CopyObject", refuse_the_copy)
+
+    first = archive.run(minutes(0), session=failing)
+
+    assert copies and set(copies) == {KEY}
+    assert first["archive_errors"] == 1
+    item = archive.item("task")
+    assert item["status"] == "PENDING"
+    assert "re-stamping" in item["last_error"] and "InternalError" in item["last_error"]
+    assert "manifest" not in item and "runway/task/task.json" not in _media_keys(archive)
+    assert archive.events() == []
+
+    assert archive.run(minutes(1))["archived"] == 1
+
+    video = archive.item("task")["assets"]["video"]
+    head = archive.object(KEY)
+    assert head["Metadata"] == {"task-id": "task", "role": "video", "sha256": media_sha256(VIDEO, 20 * MiB)}
+    assert video["version_id"] == head["VersionId"]
+    [event] = archive.events()
+    assert event["type"] == "runway.task.archived"

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from typing import Any
 
 import boto3
-from botocore.exceptions import ClientError
 
 from runway_archiver.emulator import Fault, FeedEmulator, media_sha256
 from runway_archiver_lambda.events import event_id
@@ -143,11 +142,26 @@ def test_media_objects_say_what_they_are_in_their_metadata(
         "sha256": media_sha256("/media/task-small/video.mp4", 300_000),
     }
     assert archive.object("runway/task-small/poster.png")["Metadata"]["role"] == "poster"
-    # A multipart upload's metadata is fixed before its body is read: the SHA-256 is in the manifest.
-    large = archive.object("runway/task-large/video.mp4")["Metadata"]
-    assert large == {"task-id": "task-large", "role": "video"}
+    # A multipart upload's metadata is fixed before its body is read: it is re-stamped by a copy of
+    # itself, and the version the item, the event and the manifest name is that copy, the current one.
+    digest = media_sha256("/media/task-large/video.mp4", 20 * MiB)
+    head = archive.object("runway/task-large/video.mp4")
+    assert head["Metadata"] == {"task-id": "task-large", "role": "video", "sha256": digest}
+    assert head["ContentType"] == "video/mp4"
+    recorded = archive.item("task-large")["assets"]["video"]
     manifest = json.loads(archive.object_bytes("runway/task-large/task.json"))
-    assert manifest["assets"]["video"]["sha256"] == media_sha256("/media/task-large/video.mp4", 20 * MiB)
+    [event] = [e for e in archive.events() if e["subject"] == "task-large"]
+    assert recorded["sha256"] == manifest["assets"]["video"]["sha256"] == digest
+    assert recorded["version_id"] == manifest["assets"]["video"]["version_id"] == head["VersionId"]
+    assert event["data"]["assets"]["video"]["version_id"] == head["VersionId"]
+    # one CopyObject: S3 stores the whole file's SHA-256, not a composite of its parts
+    assert recorded["checksum_sha256"] == _b64_sha256(archive.object_bytes("runway/task-large/video.mp4"))
+    assert manifest["assets"]["video"]["checksum_sha256"] == recorded["checksum_sha256"]
+    versions = boto3.client("s3").list_object_versions(
+        Bucket=archive.stack.bucket_name, Prefix="runway/task-large/video.mp4"
+    )["Versions"]
+    # the upload itself is kept as a noncurrent version, which the bucket's lifecycle rule expires
+    assert [v["IsLatest"] for v in versions].count(True) == 1 and len(versions) == 2
     assert archive.object("runway/task-large/task.json")["Metadata"] == {
         "task-id": "task-large",
         "role": "manifest",
@@ -171,48 +185,50 @@ def test_every_request_that_carries_media_carries_its_sha256_for_s3_to_check(
         )
         sent.append((operation_name, declared))
 
+    copies: list[dict[str, str]] = []
+
+    def copy_headers(request: Any, **_: Any) -> None:
+        copies.append({k.lower(): v for k, v in request.headers.items()})
+
     session = boto3.session.Session()
     session.events.register("request-created.s3.UploadPart", checksum_of)
     session.events.register("request-created.s3.PutObject", checksum_of)
+    session.events.register("request-created.s3.CopyObject", copy_headers)
 
     archive.run(minutes(0), session=session)
 
     assert [op for op, _ in sent].count("UploadPart") == 3
     assert [op for op, _ in sent].count("PutObject") == 3  # poster, last frame, manifest
     assert all(declared for _, declared in sent), sent
+    # the re-stamping copy asks S3 for a SHA-256 of the copy, of the version just uploaded, new metadata
+    [copy] = copies
+    assert copy["x-amz-checksum-algorithm"] == "SHA256"
+    assert copy["x-amz-metadata-directive"] == "REPLACE"
+    assert "versionId=" in copy["x-amz-copy-source"]
     head = boto3.client("s3").head_object(
         Bucket=archive.stack.bucket_name, Key="runway/task-c/video.mp4", ChecksumMode="ENABLED"
     )
-    assert head["ChecksumSHA256"]
     stored = archive.item("task-c")["assets"]["video"]["checksum_sha256"]
-    # real S3 answers "<composite>-3" for three parts; moto drops the suffix
-    assert stored.split("-")[0] == head["ChecksumSHA256"].split("-")[0]
+    # one CopyObject: S3 stores the whole file's SHA-256 (the upload's "<composite>-3" is replaced)
+    assert stored == head["ChecksumSHA256"] == _b64_sha256(archive.object_bytes("runway/task-c/video.mp4"))
 
 
-def test_a_part_s3_refuses_as_corrupted_leaves_no_object_and_no_manifest(
+def test_a_copy_answer_without_a_checksum_records_the_sha256_the_archiver_computed(
     archive: Archive, feed: FeedEmulator, minutes: Minutes
 ) -> None:
-    feed.add_task("task-bad-part", "3", video_size=20 * MiB)
-    archive.register("task-bad-part")
+    # An emulator may leave the checksum out of its CopyObject answer; S3 stores the whole file's
+    # SHA-256 after a single CopyObject with ChecksumAlgorithm=SHA256, which the archiver computed.
+    feed.add_task("task-quiet", "3", video_size=9 * MiB)
+    archive.register("task-quiet")
 
-    def refuse_second_part(params: dict[str, Any], **_: Any) -> None:
-        if params["PartNumber"] == 2:  # S3's answer to a part whose body does not match its checksum
-            response: Any = {
-                "Error": {"Code": "BadDigest", "Message": "The SHA256 you specified did not match the calculated"},
-                "ResponseMetadata": {"HTTPStatusCode": 400},
-            }
-            raise ClientError(response, "UploadPart")
+    def drop_checksum(parsed: dict[str, Any], **_: Any) -> None:
+        parsed.get("CopyObjectResult", {}).pop("ChecksumSHA256", None)
 
     session = boto3.session.Session()
-    session.events.register("provide-client-params.s3.UploadPart", refuse_second_part)
+    session.events.register("after-call.s3.CopyObject", drop_checksum)
 
-    first = archive.run(minutes(0), session=session)
+    archive.run(minutes(0), session=session)
 
-    assert first["archive_errors"] == 1
-    item = archive.item("task-bad-part")
-    assert item["status"] == "PENDING"
-    assert "BadDigest" in item["last_error"]
-    assert _keys(archive, "task-bad-part") == ["runway/task-bad-part/last_frame.png", "runway/task-bad-part/poster.png"]
-    assert boto3.client("s3").list_multipart_uploads(Bucket=archive.stack.bucket_name).get("Uploads", []) == []
-    assert archive.run(minutes(1))["archived"] == 1
-    assert "runway/task-bad-part/task.json" in _keys(archive, "task-bad-part")
+    video = archive.item("task-quiet")["assets"]["video"]
+    assert video["sha256"] == media_sha256("/media/task-quiet/video.mp4", 9 * MiB)
+    assert video["checksum_sha256"] == _b64_sha256(archive.object_bytes("runway/task-quiet/video.mp4"))
