@@ -129,7 +129,13 @@ def measure(mib: int = 1024, cdn_mib_per_second: float = 200.0) -> tuple[list[Fi
             results[mode] = json.loads(done.stdout.strip().splitlines()[-1])
             _forget_versions(archive.session, archive.stack.bucket_name)  # moto keeps every version in memory
     stream, upload, naive = results["stream"], results["upload_file"], results["naive"]
-    took = f"{stream['seconds']:.2f} s (re-stamp {stream['restamp_seconds']:.2f} s)"
+    # Target 3 is the streaming transfer's: the bytes from the CDN into S3. The re-stamping copy that
+    # follows a multipart upload moves no byte through the function (S3 copies inside itself; moto in
+    # its own process), so it gets a line of its own, against the same limit, rather than hiding in
+    # or out of the transfer's figure.
+    transfer = stream["seconds"] - stream["restamp_seconds"]
+    took = f"{transfer:.2f} s"
+    with_restamp = f"{stream['seconds']:.2f} s (re-stamp {stream['restamp_seconds']:.2f} s)"
     figures = [
         Figure(
             "2. streaming copy, memory",
@@ -142,15 +148,22 @@ def measure(mib: int = 1024, cdn_mib_per_second: float = 200.0) -> tuple[list[Fi
             "3. streaming copy vs upload_file",
             f"{took} vs {upload['seconds']:.2f} s from disk",
             "<= 1.25 x upload_file",
-            stream["seconds"] / upload["seconds"],
+            transfer / upload["seconds"],
             1.25,
         ),
         Figure(
             "3. streaming copy vs naive",
             f"{took} vs {naive['seconds']:.2f} s download+upload",
             "<= 0.8 x naive",
-            stream["seconds"] / naive["seconds"],
+            transfer / naive["seconds"],
             0.8,
+        ),
+        Figure(
+            "3. copy + re-stamp vs upload_file",
+            f"{with_restamp} vs {upload['seconds']:.2f} s from disk",
+            "<= 1.25 x upload_file",
+            stream["seconds"] / upload["seconds"],
+            1.25,
         ),
     ]
     return figures, results
