@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 
+from runway_archiver_lambda.clock import iso_utc
+
 from .archive import Archive, StackResources, summary_line
 from .emulator import FeedEmulator
 from .local_aws import LocalLambdaContext, MotoServer, deploy, patched_environ
@@ -111,7 +113,7 @@ def run_demo(*, verbose: bool = True) -> int:  # noqa: PLR0915 - the demo reads 
             for run in range(MAX_RUNS):
                 scheduled = start + timedelta(minutes=run)
                 shift[0] = scheduled.timestamp() - time.time()
-                event = {"scheduled_time": scheduled.isoformat().replace("+00:00", "Z")}
+                event = {"scheduled_time": iso_utc(scheduled)}
                 with logs["PollerFunction"].capture(poller):
                     summary = poller.lambda_handler(event, LocalLambdaContext())
                 say(f"run {run + 1} at {event['scheduled_time']}: {summary_line(summary)}")
@@ -165,9 +167,7 @@ def _archive_through_runway(
         for run in range(MAX_RUNS):
             scheduled = start + timedelta(minutes=run)
             shift[0] = scheduled.timestamp() - time.time()
-            summary = poller.lambda_handler(
-                {"scheduled_time": scheduled.isoformat().replace("+00:00", "Z")}, LocalLambdaContext()
-            )
+            summary = poller.lambda_handler({"scheduled_time": iso_utc(scheduled)}, LocalLambdaContext())
             if summary["due"] == 0 and _all_ended(session, runway.table_name):
                 break
         poller._poller = None
