@@ -22,12 +22,13 @@ from datetime import UTC, datetime, timedelta
 
 import boto3
 
+from runway_archiver.consumer import subscribe_queue, wait_for_event
 from runway_archiver.emulator import FeedEmulator
-from runway_archiver.local_aws import LocalLambdaContext, MotoServer, deploy, patched_environ
+from runway_archiver.local_aws import SILENT, LocalLambdaContext, MotoServer, deploy, patched_environ
 from runway_archiver.local_function_url import LocalFunctionUrl
 from runway_archiver.local_queue import drain
 
-from .harness import shared_dynamodb, subscribed_queue, wait_for_event
+from .harness import shared_dynamodb
 
 SCHEDULE_INTERVAL_SECONDS = 60.0  # template default: rate(1 minute)
 KEY = "bench-key"
@@ -65,14 +66,13 @@ def measure(tasks: int, latency: float) -> tuple[list[float], float]:
             parameters=feed.stack_parameters(),
         )
         sqs = session.client("sqs")
-        events_queue = subscribed_queue(session, stack.topic_arn, "bench-events")
+        events_queue = subscribe_queue(sqs, session.client("sns"), stack.topic_arn, "bench-events")
         token = session.client("secretsmanager").get_secret_value(SecretId=stack.outputs["CallbackTokenSecretArn"])[
             "SecretString"
         ]
         table = session.resource("dynamodb").Table(stack.table_name)
         every_function = {k: v for environment in stack.environments.values() for k, v in environment.items()}
-        quiet = {"POWERTOOLS_LOG_LEVEL": "ERROR", "POWERTOOLS_METRICS_DISABLED": "true"}
-        with patched_environ({**every_function, **quiet}):
+        with patched_environ({**every_function, **SILENT}):
             from runway_archiver_lambda.handlers import callback, poller, worker
 
             task_ids = [f"latency-{n:03d}" for n in range(tasks)]

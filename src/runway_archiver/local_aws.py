@@ -712,6 +712,13 @@ class DynamoDBLocal:
         client.delete_table(TableName=name)
 
 
+# Powertools without X-Ray and without EMF metric blobs on stdout: the functions' code run in this
+# process (the demo, `runway-archiver run`/`local`, the tests and the benchmarks).
+QUIET = {"POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_METRICS_DISABLED": "true"}
+# QUIET, and only the functions' errors logged: where their log lines would be noise (benchmarks, load).
+SILENT = {**QUIET, "POWERTOOLS_LOG_LEVEL": "ERROR"}
+
+
 @contextmanager
 def patched_environ(values: Mapping[str, str]) -> Iterator[None]:
     """Set environment variables for the duration of a `with` block."""

@@ -30,7 +30,8 @@ import pytest
 from runway_archiver.emulator import FeedEmulator
 from runway_archiver.local_aws import FAKE_CREDENTIALS, MotoServer, deploy, load_template
 from tests.artefact.lambda_bootstrap import RESULT_MARK, SDK_MARK
-from tests.conftest import API_KEY, Archive, load_event, subscribed_archive
+from tests.support.archive import Archive, subscribed_archive
+from tests.support.samples import API_KEY, load_event
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD = REPO / ".aws-sam" / "build"

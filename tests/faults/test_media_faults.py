@@ -8,7 +8,7 @@ import boto3
 import pytest
 
 from runway_archiver.emulator import Fault, FeedEmulator, media_sha256
-from tests.conftest import Archive
+from tests.support.archive import Archive
 
 Minutes = Callable[[int], str]
 AREA = "Media CDN"
