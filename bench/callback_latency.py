@@ -27,6 +27,7 @@ from runway_archiver.emulator import FeedEmulator
 from runway_archiver.local_aws import SILENT, LocalLambdaContext, MotoServer, deploy, patched_environ
 from runway_archiver.local_function_url import LocalFunctionUrl
 from runway_archiver.local_queue import drain
+from runway_archiver_lambda.tasks import TaskStore
 
 from .harness import shared_dynamodb
 
@@ -70,15 +71,14 @@ def measure(tasks: int, latency: float) -> tuple[list[float], float]:
         token = session.client("secretsmanager").get_secret_value(SecretId=stack.outputs["CallbackTokenSecretArn"])[
             "SecretString"
         ]
-        table = session.resource("dynamodb").Table(stack.table_name)
-        every_function = {k: v for environment in stack.environments.values() for k, v in environment.items()}
-        with patched_environ({**every_function, **SILENT}):
+        store = TaskStore(session.resource("dynamodb").Table(stack.table_name))
+        with patched_environ({**stack.every_environment, **SILENT}):
             from runway_archiver_lambda.handlers import callback, poller, worker
 
             task_ids = [f"latency-{n:03d}" for n in range(tasks)]
             for task_id in task_ids:
                 feed.add_task(task_id, " ".join(["1"] * 50 + ["3"]))
-                table.put_item(Item={"task_id": task_id, "status": "PENDING"})
+                store.register(task_id)
             poller.lambda_handler({}, LocalLambdaContext())  # first poll: every task running
 
             callback_seconds: list[float] = []
@@ -95,7 +95,7 @@ def measure(tasks: int, latency: float) -> tuple[list[float], float]:
 
             # Polling path: a task that finished since the last run is archived by the next one.
             feed.add_task("latency-polled", "1 3")
-            table.put_item(Item={"task_id": "latency-polled", "status": "PENDING"})
+            store.register("latency-polled")
             poller.lambda_handler({}, LocalLambdaContext())
             started = time.perf_counter()
             poller.lambda_handler({"scheduled_time": _minutes_from_now(1)}, LocalLambdaContext())

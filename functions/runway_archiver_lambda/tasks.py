@@ -25,7 +25,8 @@ this is all of them (an "ISO time" is `2026-11-24T12:00:00Z`, see clock.iso_utc)
                      facts of the answer, when it carries them
   The outcome (record_outcome) and its announcement (mark_announced)
     error            why the task FAILED or EXPIRED (None when ARCHIVED)
-    assets           role -> {bucket, key, version_id, size, sha256, checksum_sha256, content_type, ...} or None
+    assets           video, poster, last_frame (always) and video_2, video_3... (further outputs) -> None or
+                     {bucket, key, version_id, size, sha256, checksum_sha256, content_type}
     manifest         {bucket, key, version_id, size, sha256, checksum_sha256} of the manifest beside the files
     completed_at     ISO time of the outcome (the outbox index's sort key)
     event            the CloudEvent JSON published for the outcome, stored before publishing

@@ -62,7 +62,7 @@ MAX_RUNS = 15
 LOG_FILE = Path(tempfile.gettempdir()) / "runway-archiver-demo.log"
 
 
-def run_demo(*, verbose: bool = True) -> int:  # noqa: PLR0915 - the demo reads top to bottom, as it runs
+def run_demo(*, verbose: bool = True) -> int:
     say = print if verbose else (lambda *_a, **_k: None)
     with (
         MotoServer() as moto,
@@ -92,9 +92,8 @@ def run_demo(*, verbose: bool = True) -> int:  # noqa: PLR0915 - the demo reads 
 
         quiet = {**QUIET, "POWERTOOLS_LOG_LEVEL": os.environ.get("DEMO_LOG_LEVEL", "INFO")}
         logs = {name: FunctionOutput() for name in ("PollerFunction", "WorkerFunction", "IntakeFunction")}
-        every_function = {k: v for environment in stack.environments.values() for k, v in environment.items()}
         token = session.client("secretsmanager").get_secret_value(SecretId=stack.outputs["CallbackTokenSecretArn"])
-        with patched_environ({**every_function, **quiet}):
+        with patched_environ({**stack.every_environment, **quiet}):
             # The Lambdas' own entry points, configured by the deploy
             from runway_archiver_lambda.handlers import callback, poller, worker
             from runway_archiver_lambda.wiring import build_poller

@@ -101,6 +101,11 @@ class DeployedStack:
     def topic_arn(self) -> str:
         return self.outputs["CompletionTopicArn"]
 
+    @property
+    def every_environment(self) -> dict[str, str]:
+        """Every function's environment in one: for a process that runs them all (the demo, a benchmark)."""
+        return {k: v for environment in self.environments.values() for k, v in environment.items()}
+
 
 def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
     """template.yaml as a dict, short-form intrinsics (!Ref, !Sub) expanded."""
