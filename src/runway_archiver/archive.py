@@ -137,7 +137,8 @@ class Archive:
     def __init__(self, session: boto3.session.Session, table_name: str, resources: StackResources | None = None):
         self._session = session
         self._resources = resources
-        self.table = session.resource("dynamodb").Table(table_name)
+        self._dynamodb = session.resource("dynamodb")  # one resource: each new one costs botocore's models again
+        self.table = self._dynamodb.Table(table_name)
         self.store = TaskStore(self.table)  # every write of an item, and the read of one
 
     @property
@@ -191,15 +192,11 @@ class Archive:
         return self._batch_get(keys, ", ".join(names), names)
 
     def _pages(self, read: Callable[..., Any], **kwargs: Any) -> Iterator[dict[str, Any]]:
-        while True:
-            page = read(**kwargs)
-            yield from page.get("Items", [])
-            if "LastEvaluatedKey" not in page:
-                return
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        """The items of every page of a Query or Scan, one after the other."""
+        for page in pages(read, **kwargs):
+            yield from page
 
     def _batch_get(self, keys: list[dict[str, Any]], projection: str, names: dict[str, str]) -> list[dict[str, Any]]:
-        dynamodb = self._session.resource("dynamodb")
         rows: list[dict[str, Any]] = []
         for start in range(0, len(keys), 100):
             request: dict[str, Any] = {
@@ -207,7 +204,7 @@ class Archive:
                 | {"ExpressionAttributeNames": names}
             }
             while request:
-                answer = dynamodb.batch_get_item(RequestItems=request)
+                answer = self._dynamodb.batch_get_item(RequestItems=request)
                 rows.extend(from_dynamo(item) for item in answer["Responses"].get(self.table.name, []))
                 request = answer.get("UnprocessedKeys") or {}
         return rows
@@ -375,6 +372,16 @@ class Archive:
         variables = configuration.get("Environment", {}).get("Variables", {})
         log_group = configuration.get("LoggingConfig", {}).get("LogGroup") or f"/aws/lambda/{function}"
         return FunctionConfiguration({k: str(v) for k, v in variables.items()}, configuration["Timeout"], log_group)
+
+
+def pages(read: Callable[..., Any], **kwargs: Any) -> Iterator[list[dict[str, Any]]]:
+    """A Query or Scan page by page (`read` is the table's query or scan): never the whole answer at once."""
+    while True:
+        page = read(**kwargs)
+        yield page.get("Items", [])
+        if "LastEvaluatedKey" not in page:
+            return
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
 def summary_line(summary: Mapping[str, Any]) -> str:

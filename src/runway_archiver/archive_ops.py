@@ -20,12 +20,12 @@ from runway_archiver_lambda.clock import iso_utc
 from runway_archiver_lambda.events import BASE_ASSET_ROLES, EventPublisher, build_event, encode
 from runway_archiver_lambda.tasks import ARCHIVED, FORGOTTEN, STATUS_INDEX, UNANNOUNCED, from_dynamo
 
-from .archive import Archive, OperatorError
+from .archive import Archive, OperatorError, pages
 
 __all__ = ["FORGOTTEN", "archived_task_ids", "export_rows", "forget", "verify_task", "write_export"]
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator
+    from collections.abc import Iterable, Iterator
     from typing import TextIO
 
 READ_CHUNK = 1024 * 1024
@@ -179,13 +179,12 @@ def export_rows(archive: Archive, status: str | None = None, page_size: int = 50
     names = {f"#{a}": a for a in EXPORT_ATTRIBUTES}
     projection = ", ".join(names)
     if status is None:
-        for items in _pages(
+        for items in pages(
             archive.table.scan, Limit=page_size, ProjectionExpression=projection, ExpressionAttributeNames=names
         ):
             yield from (_row(from_dynamo(item)) for item in items)
         return
-    dynamodb = archive.session.resource("dynamodb")
-    for keys in _pages(
+    for keys in pages(
         archive.table.query,
         IndexName=STATUS_INDEX,
         KeyConditionExpression="#status = :status",
@@ -195,29 +194,8 @@ def export_rows(archive: Archive, status: str | None = None, page_size: int = 50
         Limit=100,  # BatchGetItem takes at most 100 keys
     ):
         if keys:
-            keyed = [{"task_id": k["task_id"]} for k in keys]
-            yield from (_row(item) for item in _batch_get(dynamodb, archive.table.name, keyed, names))
-
-
-def _pages(read: Callable[..., Any], **kwargs: Any) -> Iterator[list[dict[str, Any]]]:
-    while True:
-        page = read(**kwargs)
-        yield page.get("Items", [])
-        if "LastEvaluatedKey" not in page:
-            return
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
-
-def _batch_get(dynamodb: Any, name: str, keys: list[dict[str, Any]], names: dict[str, str]) -> list[dict[str, Any]]:
-    request: dict[str, Any] = {
-        name: {"Keys": keys, "ProjectionExpression": ", ".join(names), "ExpressionAttributeNames": names}
-    }
-    rows: list[dict[str, Any]] = []
-    while request:
-        answer = dynamodb.batch_get_item(RequestItems=request)
-        rows.extend(from_dynamo(item) for item in answer["Responses"].get(name, []))
-        request = answer.get("UnprocessedKeys") or {}
-    return sorted(rows, key=lambda row: str(row["task_id"]))
+            items = archive.items([{"task_id": k["task_id"]} for k in keys], EXPORT_ATTRIBUTES)
+            yield from (_row(item) for item in sorted(items, key=lambda row: str(row["task_id"])))
 
 
 def _row(item: dict[str, Any]) -> dict[str, Any]:
