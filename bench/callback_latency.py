@@ -22,12 +22,14 @@ from datetime import UTC, datetime, timedelta
 
 import boto3
 
+from runway_archiver.consumer import subscribe_queue, wait_for_event
 from runway_archiver.emulator import FeedEmulator
-from runway_archiver.local_aws import LocalLambdaContext, MotoServer, deploy, patched_environ
+from runway_archiver.local_aws import SILENT, LocalLambdaContext, MotoServer, deploy, patched_environ
 from runway_archiver.local_function_url import LocalFunctionUrl
 from runway_archiver.local_queue import drain
+from runway_archiver_lambda.tasks import TaskStore
 
-from .harness import shared_dynamodb, subscribed_queue, wait_for_event
+from .harness import shared_dynamodb
 
 SCHEDULE_INTERVAL_SECONDS = 60.0  # template default: rate(1 minute)
 KEY = "bench-key"
@@ -65,20 +67,18 @@ def measure(tasks: int, latency: float) -> tuple[list[float], float]:
             parameters=feed.stack_parameters(),
         )
         sqs = session.client("sqs")
-        events_queue = subscribed_queue(session, stack.topic_arn, "bench-events")
+        events_queue = subscribe_queue(sqs, session.client("sns"), stack.topic_arn, "bench-events")
         token = session.client("secretsmanager").get_secret_value(SecretId=stack.outputs["CallbackTokenSecretArn"])[
             "SecretString"
         ]
-        table = session.resource("dynamodb").Table(stack.table_name)
-        every_function = {k: v for environment in stack.environments.values() for k, v in environment.items()}
-        quiet = {"POWERTOOLS_LOG_LEVEL": "ERROR", "POWERTOOLS_METRICS_DISABLED": "true"}
-        with patched_environ({**every_function, **quiet}):
+        store = TaskStore(session.resource("dynamodb").Table(stack.table_name))
+        with patched_environ({**stack.every_environment, **SILENT}):
             from runway_archiver_lambda.handlers import callback, poller, worker
 
             task_ids = [f"latency-{n:03d}" for n in range(tasks)]
             for task_id in task_ids:
                 feed.add_task(task_id, " ".join(["1"] * 50 + ["3"]))
-                table.put_item(Item={"task_id": task_id, "status": "PENDING"})
+                store.register(task_id)
             poller.lambda_handler({}, LocalLambdaContext())  # first poll: every task running
 
             callback_seconds: list[float] = []
@@ -95,7 +95,7 @@ def measure(tasks: int, latency: float) -> tuple[list[float], float]:
 
             # Polling path: a task that finished since the last run is archived by the next one.
             feed.add_task("latency-polled", "1 3")
-            table.put_item(Item={"task_id": "latency-polled", "status": "PENDING"})
+            store.register("latency-polled")
             poller.lambda_handler({}, LocalLambdaContext())
             started = time.perf_counter()
             poller.lambda_handler({"scheduled_time": _minutes_from_now(1)}, LocalLambdaContext())

@@ -23,9 +23,9 @@ from typing import Any
 
 import boto3
 
-from runway_archiver.local_aws import LocalLambdaContext, patched_environ
+from runway_archiver.local_aws import SILENT, LocalLambdaContext, patched_environ
 
-from .harness import QUIET, Figure, local_archive
+from .harness import Figure, local_archive
 
 FUNCTIONS = Path(__file__).resolve().parents[1] / "functions"
 _LINE = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)")
@@ -65,7 +65,7 @@ def secret_reads_per_cold_start(runs: int = 3) -> int:
         session.events.register("after-call.secretsmanager", count)
         from runway_archiver_lambda.handlers import poller
 
-        with patched_environ({**archive.stack.function_environment, **QUIET}):
+        with patched_environ({**archive.stack.function_environment, **SILENT}):
             poller._poller = poller.build_poller(os.environ, session)
             for run in range(runs):
                 archive.feed.add_task(f"secret-{run}", "1")

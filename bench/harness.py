@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import atexit
 import functools
-import json
 import os
 import time
 from contextlib import contextmanager
@@ -21,6 +20,7 @@ import boto3
 from runway_archiver.emulator import FeedEmulator
 from runway_archiver.local_aws import (
     DYNAMODB_LOCAL,
+    SILENT,
     DeployedStack,
     DynamoDBLocal,
     LocalLambdaContext,
@@ -29,12 +29,12 @@ from runway_archiver.local_aws import (
     patched_environ,
     uses_dynamodb_local,
 )
+from runway_archiver_lambda.clock import iso_utc
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
 
 KEY = "bench-key"
-QUIET = {"POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "ERROR"}
 
 
 def dynamodb_engine() -> str:
@@ -86,11 +86,11 @@ class LocalArchive:
         timeout_seconds: float = 240.0,
     ) -> dict[str, Any]:
         """One poller run in a fresh container (cold: clients built anew from the environment)."""
-        with patched_environ({**self.stack.function_environment, **QUIET, **(env or {})}):
+        with patched_environ({**self.stack.function_environment, **SILENT, **(env or {})}):
             from runway_archiver_lambda.handlers import poller
 
             poller._poller = poller.build_poller(os.environ, session) if session else None
-            event = {"scheduled_time": iso(at or datetime.now(UTC))}
+            event = {"scheduled_time": iso_utc(at or datetime.now(UTC))}
             summary: dict[str, Any] = poller.lambda_handler(event, LocalLambdaContext(timeout_seconds=timeout_seconds))
             poller._poller = None
             return summary
@@ -106,7 +106,7 @@ def local_archive(
     with (
         MotoServer(dynamodb=dynamodb) as moto,
         FeedEmulator(api_key=KEY, latency=latency, media_bytes_per_second=media_bytes_per_second) as feed,
-        patched_environ({**moto.environment(), **QUIET}),
+        patched_environ({**moto.environment(), **SILENT}),
     ):
         session = boto3.session.Session()
         stack = deploy(
@@ -123,33 +123,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def child_environment(function_environment: Mapping[str, str]) -> dict[str, str]:
     """The environment of a benchmark's child process that runs a deployed function's code."""
     python_path = os.pathsep.join([str(ROOT), str(ROOT / "functions"), str(ROOT / "src")])
-    return {**os.environ, **function_environment, **QUIET, "PYTHONPATH": python_path}
-
-
-def subscribed_queue(session: boto3.session.Session, topic_arn: str, name: str) -> str:
-    """An SQS queue subscribed to the completion topic (raw delivery): where events are awaited."""
-    sqs = session.client("sqs")
-    url = sqs.create_queue(QueueName=name)["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    session.client("sns").subscribe(
-        TopicArn=topic_arn, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"}
-    )
-    return url
-
-
-def wait_for_event(sqs: Any, queue_url: str, task_id: str, timeout: float = 30.0) -> None:
-    """Receive (and delete) events from `queue_url` until the one about `task_id` arrives."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for message in sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []):
-            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
-            if json.loads(message["Body"])["subject"] == task_id:
-                return
-    raise TimeoutError(f"no event for {task_id} within {timeout} s")
-
-
-def iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return {**os.environ, **function_environment, **SILENT, "PYTHONPATH": python_path}
 
 
 @contextmanager

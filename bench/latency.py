@@ -15,10 +15,12 @@ import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from runway_archiver.consumer import subscribe_queue, wait_for_event
+from runway_archiver.local_aws import SILENT
 from runway_archiver_lambda.config import Settings
 from runway_archiver_lambda.run import poll_delay
 
-from .harness import QUIET, Figure, local_archive, stopwatch, subscribed_queue, wait_for_event
+from .harness import Figure, local_archive, stopwatch
 
 INTERVAL_SECONDS = 60  # the template's default schedule: rate(1 minute)
 MiB = 1024 * 1024
@@ -37,7 +39,7 @@ def backoff_schedule(settings: Settings) -> list[int]:
 def measure(mib: int = 64, cdn_mib_per_second: float = 200.0) -> tuple[Figure, dict[str, Any]]:
     with local_archive(latency=0.1, media_bytes_per_second=cdn_mib_per_second * MiB) as archive:
         sqs = archive.session.client("sqs")
-        events = subscribed_queue(archive.session, archive.stack.topic_arn, "bench-latency-events")
+        events = subscribe_queue(sqs, archive.session.client("sns"), archive.stack.topic_arn, "bench-latency-events")
         archive.feed.add_task("latency", "1 3", video_size=mib * MiB, poster=False, last_frame=False)
         archive.register(["latency"])
         first = datetime.now(UTC).replace(second=0, microsecond=0)
@@ -50,7 +52,7 @@ def measure(mib: int = 64, cdn_mib_per_second: float = 200.0) -> tuple[Figure, d
         # The floor: the same copy alone, as the deployed function wires it.
         from runway_archiver.local_aws import patched_environ
 
-        with patched_environ({**archive.stack.function_environment, **QUIET}):
+        with patched_environ({**archive.stack.function_environment, **SILENT}):
             from runway_archiver_lambda.wiring import build_poller
 
             media = build_poller(os.environ).media

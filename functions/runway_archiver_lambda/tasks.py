@@ -1,14 +1,41 @@
 """The tasks table: discovery by index, claims by conditional write, the item as outbox.
 
-Item shape (the public contract is `task_id` (S, partition key) and `status`; the rest is ours):
+`TaskStore` is the only code that writes an item (the Lambdas and the operator CLI alike). The
+public contract is `task_id` (S, partition key) and `status`; every other attribute is ours, and
+this is all of them (an "ISO time" is `2026-11-24T12:00:00Z`, see clock.iso_utc):
 
+  The task and its claim
+    task_id          the provider's task id (partition key)
     status           PENDING | ARCHIVED | FAILED | EXPIRED | FORGOTTEN (a tombstone: `runway-archiver forget`)
     first_seen_at    epoch seconds when the archiver first claimed the task (expiry counts from it)
-    next_poll_at     epoch seconds before which the task is not due
+    next_poll_at     epoch seconds before which the task is not due (removed once it ends)
     poll_count       polls so far
-    lease_owner      run id holding the claim; lease_until: epoch seconds (wall clock) it expires
-    outbox           "UNANNOUNCED" while a terminal outcome waits for its SNS event (sparse index)
+    lease_owner      who holds the claim: a run id, or "dispatch:<run id>" while a work message is in flight
+    lease_until      epoch seconds (wall clock) when that claim runs out
+  Each poll (reschedule, record_outcome)
+    last_polled_at   ISO time of the last poll
+    last_error       why the last poll or copy failed (stays until retry removes it)
+    failing_since    epoch seconds since when a persistent error has lasted (its grace period counts from it)
+    provider         the provider's answer as received (a map)
+    provider_name    cometapi | runway; a tombstone keeps it
+    dialect          the shape the answer came in (feed.Dialect)
+    provider_status, provider_state, provider_progress, upstream_status, failure_code
+                     the provider's own words for the task's state, progress and failure
+    prompt, prompt_en, point, refund, provider_create_time, provider_update_time
+                     facts of the answer, when it carries them
+  The outcome (record_outcome) and its announcement (mark_announced)
+    error            why the task FAILED or EXPIRED (None when ARCHIVED)
+    assets           video, poster, last_frame (always) and video_2, video_3... (further outputs) -> None or
+                     {bucket, key, version_id, size, sha256, checksum_sha256, content_type}
+    manifest         {bucket, key, version_id, size, sha256, checksum_sha256} of the manifest beside the files
+    completed_at     ISO time of the outcome (the outbox index's sort key)
     event            the CloudEvent JSON published for the outcome, stored before publishing
+    outbox           "UNANNOUNCED" while the outcome waits for its SNS event (sparse index)
+    announced_at     ISO time the event was published
+  The operator (retry, replay, tombstone ...)
+    retried_at       ISO time of the last `runway-archiver retry` (which removes RETRY_REMOVES)
+    forgotten_at     ISO time of `runway-archiver forget`; a tombstone keeps only TOMBSTONE_KEEPS,
+                     forgotten_at, and its FORGOTTEN event's event/completed_at/outbox/announced_at
 """
 
 from __future__ import annotations
@@ -20,8 +47,10 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from .errors import is_conditional_check_failed
+
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterable, Mapping
 
     from mypy_boto3_dynamodb.service_resource import Table
 
@@ -33,8 +62,33 @@ TERMINAL_STATUSES = (ARCHIVED, FAILED, EXPIRED)
 STATUS_INDEX = "status-index"
 OUTBOX_INDEX = "outbox-index"
 UNANNOUNCED = "UNANNOUNCED"
+# The archiver's bookkeeping, dropped when `retry` puts a task back to PENDING: it starts afresh.
+RETRY_REMOVES = (
+    "error",
+    "first_seen_at",
+    "next_poll_at",
+    "poll_count",
+    "last_polled_at",
+    "last_error",
+    "failing_since",
+    "completed_at",
+    "announced_at",
+    "event",
+    "outbox",
+    "lease_owner",
+    "lease_until",
+    "assets",
+    "provider_status",
+    "provider_state",
+    "upstream_status",
+    "provider_progress",
+    "failure_code",
+)
+# What a tombstone keeps of the item (forgotten_at and its own event are added).
+TOMBSTONE_KEEPS = ("task_id", "provider_name", "status")
 
 _LEASE_FREE = "(attribute_not_exists(lease_until) OR lease_until <= :wall_now)"
+_DUE_AND_LEASE_FREE = "(attribute_not_exists(next_poll_at) OR next_poll_at <= :now) AND " + _LEASE_FREE
 # Spelt out, not nested: DynamoDB refuses redundant parentheses in a condition.
 _LEASE_FREE_OR_DISPATCHED_TO_US = (
     "(lease_owner = :token OR attribute_not_exists(lease_until) OR lease_until <= :wall_now)"
@@ -75,7 +129,7 @@ class TaskStore:
             STATUS_INDEX,
             "#status = :pending",
             {":pending": PENDING, ":now": now, ":wall_now": wall_now},
-            "(attribute_not_exists(next_poll_at) OR next_poll_at <= :now) AND " + _LEASE_FREE,
+            _DUE_AND_LEASE_FREE,
             {"#status": "status"},
         )
 
@@ -116,7 +170,7 @@ class TaskStore:
         attributes = self._conditional_update(
             task_id,
             "SET lease_owner = :run, lease_until = :lease_until, first_seen_at = if_not_exists(first_seen_at, :now)",
-            "#status = :pending AND (attribute_not_exists(next_poll_at) OR next_poll_at <= :now) AND " + _LEASE_FREE,
+            "#status = :pending AND " + _DUE_AND_LEASE_FREE,
             {
                 ":run": run_id,
                 ":lease_until": wall_now + lease_seconds,
@@ -136,7 +190,7 @@ class TaskStore:
         attributes = self._conditional_update(
             task_id,
             "SET lease_owner = :token, lease_until = :lease_until",
-            "#status = :pending AND (attribute_not_exists(next_poll_at) OR next_poll_at <= :now) AND " + _LEASE_FREE,
+            "#status = :pending AND " + _DUE_AND_LEASE_FREE,
             {
                 ":token": token,
                 ":lease_until": wall_now + lease_seconds,
@@ -258,24 +312,28 @@ class TaskStore:
         update: str,
         condition: str,
         values: Mapping[str, Any],
+        *,
         names: Mapping[str, str] | None = None,
+        returns: str = "ALL_NEW",
     ) -> Mapping[str, Any] | None:
+        """The item as written ({} with returns="NONE"); None when the condition did not hold."""
         kwargs: dict[str, Any] = {
             "Key": {"task_id": task_id},
             "UpdateExpression": update,
             "ConditionExpression": condition,
             "ExpressionAttributeValues": dict(values),
-            "ReturnValues": "ALL_NEW",
+            "ReturnValues": returns,
         }
         if names:
             kwargs["ExpressionAttributeNames"] = dict(names)
         try:
             return self._table.update_item(**kwargs).get("Attributes", {})
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            if is_conditional_check_failed(exc):
                 return None
             raise
 
+    # -- registration -----------------------------------------------------------------------
     def register(self, task_id: str) -> bool:
         """Put a new PENDING task (the contract's minimal item); False if the id is already known,
         a forgotten task's tombstone included."""
@@ -284,13 +342,105 @@ class TaskStore:
                 Item={"task_id": task_id, "status": PENDING}, ConditionExpression="attribute_not_exists(task_id)"
             )
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            if is_conditional_check_failed(exc):
                 return False
             raise
         return True
 
+    # -- reading one item -------------------------------------------------------------------
     def get(self, task_id: str) -> Mapping[str, Any] | None:
         return self._table.get_item(Key={"task_id": task_id}, ConsistentRead=True).get("Item")
+
+    def status_of(self, task_id: str) -> str | None:
+        """The task's status alone (None: no such task)."""
+        item = self._table.get_item(
+            Key={"task_id": task_id}, ProjectionExpression="#s", ExpressionAttributeNames={"#s": "status"}
+        ).get("Item")
+        return None if item is None else str(item.get("status"))
+
+    # -- the operator's writes --------------------------------------------------------------
+    def retry(self, task_id: str, retried_at: str, wall_now: int) -> bool:
+        """A FAILED or EXPIRED task back to PENDING, RETRY_REMOVES gone: the next run polls it afresh.
+
+        False (nothing changed) when the task is not FAILED or EXPIRED, its outcome is still being
+        announced, or a run holds it.
+        """
+        names = {f"#r{i}": name for i, name in enumerate(RETRY_REMOVES)} | {"#status": "status"}
+        removes = ", ".join(f"#r{i}" for i in range(len(RETRY_REMOVES)))
+        attributes = self._conditional_update(
+            task_id,
+            f"SET #status = :pending, retried_at = :at REMOVE {removes}",
+            "#status IN (:failed, :expired) AND attribute_not_exists(outbox) AND " + _LEASE_FREE,
+            {":pending": PENDING, ":failed": FAILED, ":expired": EXPIRED, ":at": retried_at, ":wall_now": wall_now},
+            names=names,
+            returns="NONE",
+        )
+        return attributes is not None
+
+    def replay(self, task_id: str) -> bool:
+        """Put an ended task's stored event back in the outbox, as a failed publish leaves it: the
+        next run publishes it again (same id, same body). False when it has no event to put back,
+        or the event is there already."""
+        attributes = self._conditional_update(
+            task_id,
+            "SET outbox = :unannounced",
+            "#status IN (:archived, :failed, :expired) AND attribute_exists(#event)"
+            " AND attribute_exists(completed_at) AND attribute_not_exists(outbox)",
+            {":unannounced": UNANNOUNCED, **{f":{s.lower()}": s for s in TERMINAL_STATUSES}},
+            names={"#status": "status", "#event": "event"},
+            returns="NONE",
+        )
+        return attributes is not None
+
+    def tombstone(self, task_id: str, attributes: Iterable[str], forgotten_at: str, wall_now: int) -> bool:
+        """Forget a task: status FORGOTTEN, and of `attributes` (the item's, as read) all but
+        TOMBSTONE_KEEPS go. False when the task is gone or a run has claimed it meanwhile."""
+        gone = [name for name in attributes if name not in TOMBSTONE_KEEPS]
+        names = {f"#r{i}": name for i, name in enumerate(gone)} | {"#status": "status"}
+        removes = ", ".join(f"#r{i}" for i in range(len(gone)))
+        written = self._conditional_update(
+            task_id,
+            "SET #status = :forgotten, forgotten_at = :at" + (f" REMOVE {removes}" if removes else ""),
+            "attribute_exists(task_id) AND " + _LEASE_FREE,
+            {":forgotten": FORGOTTEN, ":at": forgotten_at, ":wall_now": wall_now},
+            names=names,
+            returns="NONE",
+        )
+        return written is not None
+
+    def queue_forgotten_event(self, task_id: str, event: str, completed_at: str) -> None:
+        """The tombstone's FORGOTTEN event into the outbox (completed_at is the outbox index's sort
+        key: without it no run would see the event). Raises if the item is no tombstone."""
+        self._table.update_item(
+            Key={"task_id": task_id},
+            UpdateExpression="SET outbox = :unannounced, #event = :event, completed_at = :at",
+            ConditionExpression="#status = :forgotten",
+            ExpressionAttributeNames={"#event": "event", "#status": "status"},
+            ExpressionAttributeValues={
+                ":unannounced": UNANNOUNCED,
+                ":event": event,
+                ":forgotten": FORGOTTEN,
+                ":at": completed_at,
+            },
+        )
+
+    def forgotten_event_announced(self, task_id: str, announced_at: str) -> None:
+        """The operator's own publish of the FORGOTTEN event worked: out of the outbox."""
+        self._table.update_item(
+            Key={"task_id": task_id},
+            UpdateExpression="SET announced_at = :at REMOVE outbox",
+            ExpressionAttributeValues={":at": announced_at},
+        )
+
+    def delete_tombstone(self, task_id: str) -> None:
+        """`forget --allow-again`: the announced tombstone goes, so the id may be registered again.
+        Raises if the item is no announced tombstone."""
+        self._table.delete_item(
+            Key={"task_id": task_id},
+            ConditionExpression="#status = :forgotten AND attribute_not_exists(outbox)",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={":forgotten": FORGOTTEN},
+        )
 
 
 def _claim(task_id: str, run_id: str, attributes: Mapping[str, Any]) -> Claim:

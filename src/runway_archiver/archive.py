@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from runway_archiver_lambda.clock import iso_utc
 from runway_archiver_lambda.tasks import (
     EXPIRED,
     FAILED,
@@ -26,7 +27,7 @@ from runway_archiver_lambda.tasks import (
     PENDING,
     STATUS_INDEX,
     TERMINAL_STATUSES,
-    UNANNOUNCED,
+    TaskStore,
     from_dynamo,
 )
 
@@ -50,28 +51,6 @@ LIST_ATTRIBUTES = (
     "provider_name",
     "dialect",
     "provider_progress",
-)
-# The archiver's bookkeeping, dropped when a task is put back to PENDING: it starts afresh.
-RETRY_REMOVES = (
-    "error",
-    "first_seen_at",
-    "next_poll_at",
-    "poll_count",
-    "last_polled_at",
-    "last_error",
-    "failing_since",
-    "completed_at",
-    "announced_at",
-    "event",
-    "outbox",
-    "lease_owner",
-    "lease_until",
-    "assets",
-    "provider_status",
-    "provider_state",
-    "upstream_status",
-    "provider_progress",
-    "failure_code",
 )
 
 
@@ -158,7 +137,9 @@ class Archive:
     def __init__(self, session: boto3.session.Session, table_name: str, resources: StackResources | None = None):
         self._session = session
         self._resources = resources
-        self.table = session.resource("dynamodb").Table(table_name)
+        self._dynamodb = session.resource("dynamodb")  # one resource: each new one costs botocore's models again
+        self.table = self._dynamodb.Table(table_name)
+        self.store = TaskStore(self.table)  # every write of an item, and the read of one
 
     @property
     def session(self) -> boto3.session.Session:
@@ -172,7 +153,7 @@ class Archive:
 
     # -- reading ------------------------------------------------------------------------------
     def get(self, task_id: str) -> dict[str, Any]:
-        item = self.table.get_item(Key={"task_id": task_id}, ConsistentRead=True).get("Item")
+        item = self.store.get(task_id)
         if item is None:
             raise OperatorError(f"no task {task_id} in table {self.table.name}")
         return from_dynamo(item)  # type: ignore[no-any-return]
@@ -211,15 +192,11 @@ class Archive:
         return self._batch_get(keys, ", ".join(names), names)
 
     def _pages(self, read: Callable[..., Any], **kwargs: Any) -> Iterator[dict[str, Any]]:
-        while True:
-            page = read(**kwargs)
-            yield from page.get("Items", [])
-            if "LastEvaluatedKey" not in page:
-                return
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        """The items of every page of a Query or Scan, one after the other."""
+        for page in pages(read, **kwargs):
+            yield from page
 
     def _batch_get(self, keys: list[dict[str, Any]], projection: str, names: dict[str, str]) -> list[dict[str, Any]]:
-        dynamodb = self._session.resource("dynamodb")
         rows: list[dict[str, Any]] = []
         for start in range(0, len(keys), 100):
             request: dict[str, Any] = {
@@ -227,7 +204,7 @@ class Archive:
                 | {"ExpressionAttributeNames": names}
             }
             while request:
-                answer = dynamodb.batch_get_item(RequestItems=request)
+                answer = self._dynamodb.batch_get_item(RequestItems=request)
                 rows.extend(from_dynamo(item) for item in answer["Responses"].get(self.table.name, []))
                 request = answer.get("UnprocessedKeys") or {}
         return rows
@@ -291,7 +268,7 @@ class Archive:
             left = int((expiry - datetime.now(UTC)).total_seconds())
             if left >= link_seconds:
                 return []
-            until = f"at {expiry.astimezone(UTC).isoformat(timespec='seconds').replace('+00:00', 'Z')} ({left} s)"
+            until = f"at {iso_utc(expiry)} ({left} s)"
         else:
             until = "when they expire"
         return [
@@ -303,32 +280,14 @@ class Archive:
     def retry(self, task_id: str, now: datetime | None = None) -> None:
         """Put a FAILED or EXPIRED task back to PENDING, bookkeeping cleared: the next run polls it afresh."""
         moment = now or datetime.now(UTC)
-        names = {"#status": "status", **{f"#{a}": a for a in RETRY_REMOVES}}
-        try:
-            self.table.update_item(
-                Key={"task_id": task_id},
-                UpdateExpression="SET #status = :pending, retried_at = :at REMOVE "
-                + ", ".join(f"#{a}" for a in RETRY_REMOVES),
-                ConditionExpression="#status IN (:failed, :expired) AND attribute_not_exists(#outbox)"
-                " AND (attribute_not_exists(#lease_until) OR #lease_until <= :wall_now)",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues={
-                    ":pending": PENDING,
-                    ":failed": FAILED,
-                    ":expired": EXPIRED,
-                    ":at": moment.isoformat(timespec="seconds").replace("+00:00", "Z"),
-                    ":wall_now": int(moment.timestamp()),
-                },
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                raise
-            item = self.get(task_id)  # says "no task" when there is none
-            if item["status"] not in (FAILED, EXPIRED):
-                message = f"{task_id} is {item['status']}: only FAILED or EXPIRED tasks can be retried"
-            else:
-                message = f"{task_id}: its outcome is still being announced; try again after the next run"
-            raise OperatorError(message) from None
+        if self.store.retry(task_id, iso_utc(moment), int(moment.timestamp())):
+            return
+        item = self.get(task_id)  # says "no task" when there is none
+        if item["status"] not in (FAILED, EXPIRED):
+            message = f"{task_id} is {item['status']}: only FAILED or EXPIRED tasks can be retried"
+        else:
+            message = f"{task_id}: its outcome is still being announced; try again after the next run"
+        raise OperatorError(message)
 
     def replay(self, task_id: str) -> None:
         """Have the archiver publish the task's stored event again: same id, same body, same attributes.
@@ -337,36 +296,14 @@ class Archive:
         Allow overrides), so this puts the item back in the outbox, as a failed publish leaves it,
         and the next run publishes it. It needs only `dynamodb:UpdateItem` on the table.
         """
-        try:
-            self.table.update_item(
-                Key={"task_id": task_id},
-                UpdateExpression="SET #outbox = :unannounced",
-                ConditionExpression="#status IN (:archived, :failed, :expired) AND attribute_exists(#event)"
-                " AND attribute_exists(#completed_at) AND attribute_not_exists(#outbox)",
-                ExpressionAttributeNames={
-                    "#status": "status",
-                    "#event": "event",
-                    "#completed_at": "completed_at",
-                    "#outbox": "outbox",
-                },
-                ExpressionAttributeValues={
-                    ":unannounced": UNANNOUNCED,
-                    **{f":{s.lower()}": s for s in TERMINAL_STATUSES},
-                },
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                raise
-            item = self.get(task_id)  # says "no task" when there is none
-            if item["status"] == FORGOTTEN:
-                raise OperatorError(
-                    f"{task_id} was forgotten: its archive is erased, there is nothing to replay"
-                ) from None
-            if item["status"] not in TERMINAL_STATUSES or not item.get("event"):
-                raise OperatorError(f"{task_id} is {item['status']}: it has no event to replay yet") from None
-            raise OperatorError(
-                f"{task_id}: its event is already waiting to be published; the next run publishes it"
-            ) from None
+        if self.store.replay(task_id):
+            return
+        item = self.get(task_id)  # says "no task" when there is none
+        if item["status"] == FORGOTTEN:
+            raise OperatorError(f"{task_id} was forgotten: its archive is erased, there is nothing to replay")
+        if item["status"] not in TERMINAL_STATUSES or not item.get("event"):
+            raise OperatorError(f"{task_id} is {item['status']}: it has no event to replay yet")
+        raise OperatorError(f"{task_id}: its event is already waiting to be published; the next run publishes it")
 
     # -- running ------------------------------------------------------------------------------
     def invoke_poller(
@@ -435,6 +372,16 @@ class Archive:
         variables = configuration.get("Environment", {}).get("Variables", {})
         log_group = configuration.get("LoggingConfig", {}).get("LogGroup") or f"/aws/lambda/{function}"
         return FunctionConfiguration({k: str(v) for k, v in variables.items()}, configuration["Timeout"], log_group)
+
+
+def pages(read: Callable[..., Any], **kwargs: Any) -> Iterator[list[dict[str, Any]]]:
+    """A Query or Scan page by page (`read` is the table's query or scan): never the whole answer at once."""
+    while True:
+        page = read(**kwargs)
+        yield page.get("Items", [])
+        if "LastEvaluatedKey" not in page:
+            return
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
 def summary_line(summary: Mapping[str, Any]) -> str:

@@ -16,24 +16,21 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from runway_archiver_lambda.clock import iso_utc
 from runway_archiver_lambda.events import BASE_ASSET_ROLES, EventPublisher, build_event, encode
 from runway_archiver_lambda.tasks import ARCHIVED, FORGOTTEN, STATUS_INDEX, UNANNOUNCED, from_dynamo
 
-from .archive import Archive, OperatorError
+from .archive import Archive, OperatorError, pages
 
 __all__ = ["FORGOTTEN", "archived_task_ids", "export_rows", "forget", "verify_task", "write_export"]
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator
+    from collections.abc import Iterable, Iterator
     from typing import TextIO
 
 READ_CHUNK = 1024 * 1024
 DEFAULT_KEY_PREFIX = "runway"
 DEFAULT_EVENT_SOURCE = "runway-archiver"
-
-
-def _iso(moment: datetime) -> str:
-    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _same_checksum(recorded: str, stored: str) -> bool:
@@ -182,13 +179,12 @@ def export_rows(archive: Archive, status: str | None = None, page_size: int = 50
     names = {f"#{a}": a for a in EXPORT_ATTRIBUTES}
     projection = ", ".join(names)
     if status is None:
-        for items in _pages(
+        for items in pages(
             archive.table.scan, Limit=page_size, ProjectionExpression=projection, ExpressionAttributeNames=names
         ):
             yield from (_row(from_dynamo(item)) for item in items)
         return
-    dynamodb = archive.session.resource("dynamodb")
-    for keys in _pages(
+    for keys in pages(
         archive.table.query,
         IndexName=STATUS_INDEX,
         KeyConditionExpression="#status = :status",
@@ -198,29 +194,8 @@ def export_rows(archive: Archive, status: str | None = None, page_size: int = 50
         Limit=100,  # BatchGetItem takes at most 100 keys
     ):
         if keys:
-            keyed = [{"task_id": k["task_id"]} for k in keys]
-            yield from (_row(item) for item in _batch_get(dynamodb, archive.table.name, keyed, names))
-
-
-def _pages(read: Callable[..., Any], **kwargs: Any) -> Iterator[list[dict[str, Any]]]:
-    while True:
-        page = read(**kwargs)
-        yield page.get("Items", [])
-        if "LastEvaluatedKey" not in page:
-            return
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
-
-def _batch_get(dynamodb: Any, name: str, keys: list[dict[str, Any]], names: dict[str, str]) -> list[dict[str, Any]]:
-    request: dict[str, Any] = {
-        name: {"Keys": keys, "ProjectionExpression": ", ".join(names), "ExpressionAttributeNames": names}
-    }
-    rows: list[dict[str, Any]] = []
-    while request:
-        answer = dynamodb.batch_get_item(RequestItems=request)
-        rows.extend(from_dynamo(item) for item in answer["Responses"].get(name, []))
-        request = answer.get("UnprocessedKeys") or {}
-    return sorted(rows, key=lambda row: str(row["task_id"]))
+            items = archive.items([{"task_id": k["task_id"]} for k in keys], EXPORT_ATTRIBUTES)
+            yield from (_row(item) for item in sorted(items, key=lambda row: str(row["task_id"])))
 
 
 def _row(item: dict[str, Any]) -> dict[str, Any]:
@@ -299,7 +274,7 @@ def forget(archive: Archive, task_id: str, *, allow_again: bool = False, now: da
     item = archive.get(task_id)
     lease_until = int(item.get("lease_until") or 0)
     if lease_until > int(moment.timestamp()):
-        until = _iso(datetime.fromtimestamp(lease_until, UTC))
+        until = iso_utc(lease_until)
         raise OperatorError(f"{task_id} is held by a run until {until}; try again after it ends")
     if item.get("outbox") == UNANNOUNCED and item.get("status") != FORGOTTEN:
         raise OperatorError(f"{task_id}: its outcome is still being announced; try again after the next run")
@@ -309,8 +284,10 @@ def forget(archive: Archive, task_id: str, *, allow_again: bool = False, now: da
     result = Forgotten(task_id, prefixes=[f"s3://{bucket}/{p}" for bucket, p in sorted(where)])
     former_assets = item.get("assets") or {}
     former_manifest = item.get("manifest")
-    if item.get("status") != FORGOTTEN:
-        _tombstone(archive, task_id, item, moment)
+    if item.get("status") != FORGOTTEN and not archive.store.tombstone(
+        task_id, item, iso_utc(moment), int(moment.timestamp())
+    ):
+        raise OperatorError(f"{task_id} was claimed by a run meanwhile; try again after it ends")
     for bucket, task_prefix in sorted(where):
         deleted, aborted = _erase_prefix(archive, bucket, task_prefix)
         result.versions_deleted += deleted
@@ -320,7 +297,7 @@ def forget(archive: Archive, task_id: str, *, allow_again: bool = False, now: da
             source=environment.get("EVENT_SOURCE") or DEFAULT_EVENT_SOURCE,
             task_id=task_id,
             status=FORGOTTEN,
-            time=_iso(moment),
+            time=iso_utc(moment),
             # which files were erased (names and digests, no content), so copies can be erased too
             assets={
                 role: {k: a.get(k) for k in ("bucket", "key", "size", "sha256")} if a else None
@@ -335,37 +312,15 @@ def forget(archive: Archive, task_id: str, *, allow_again: bool = False, now: da
         )
     )
     result.event_id = json.loads(event)["id"]
-    archive.table.update_item(
-        Key={"task_id": task_id},
-        # completed_at is the outbox index's sort key: without it the next run would not see the event
-        UpdateExpression="SET #outbox = :unannounced, #event = :event, completed_at = :at",
-        ConditionExpression="#status = :forgotten",
-        ExpressionAttributeNames={"#outbox": "outbox", "#event": "event", "#status": "status"},
-        ExpressionAttributeValues={
-            ":unannounced": UNANNOUNCED,
-            ":event": event,
-            ":forgotten": FORGOTTEN,
-            ":at": _iso(moment),
-        },
-    )
+    archive.store.queue_forgotten_event(task_id, event, iso_utc(moment))
     try:
         EventPublisher(archive.session.client("sns"), archive.resources.topic_arn).publish(event)
     except ClientError:
         return result  # in the outbox: the next run publishes it
     result.announced = True
-    archive.table.update_item(
-        Key={"task_id": task_id},
-        UpdateExpression="SET announced_at = :at REMOVE #outbox",
-        ExpressionAttributeNames={"#outbox": "outbox"},
-        ExpressionAttributeValues={":at": _iso(moment)},
-    )
+    archive.store.forgotten_event_announced(task_id, iso_utc(moment))
     if allow_again:
-        archive.table.delete_item(
-            Key={"task_id": task_id},
-            ConditionExpression="#status = :forgotten AND attribute_not_exists(#outbox)",
-            ExpressionAttributeNames={"#status": "status", "#outbox": "outbox"},
-            ExpressionAttributeValues={":forgotten": FORGOTTEN},
-        )
+        archive.store.delete_tombstone(task_id)
         result.tombstone_kept = False
     return result
 
@@ -386,31 +341,6 @@ def _places(archive: Archive, item: dict[str, Any], task_id: str, prefix: str) -
         if folder.endswith(f"/{task_id}") or folder == task_id:
             places.add((str(recorded["bucket"]), folder + "/"))
     return places
-
-
-def _tombstone(archive: Archive, task_id: str, item: dict[str, Any], moment: datetime) -> None:
-    """The id stays, with the status FORGOTTEN; everything else the item held goes."""
-    keep = {"task_id", "provider_name", "status"}
-    gone = [name for name in item if name not in keep]
-    names = {f"#r{i}": name for i, name in enumerate(gone)} | {"#status": "status", "#lease_until": "lease_until"}
-    removes = ", ".join(f"#r{i}" for i in range(len(gone)))
-    try:
-        archive.table.update_item(
-            Key={"task_id": task_id},
-            UpdateExpression="SET #status = :forgotten, forgotten_at = :at" + (f" REMOVE {removes}" if removes else ""),
-            ConditionExpression="attribute_exists(task_id)"
-            " AND (attribute_not_exists(#lease_until) OR #lease_until <= :wall_now)",
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues={
-                ":forgotten": FORGOTTEN,
-                ":at": _iso(moment),
-                ":wall_now": int(moment.timestamp()),
-            },
-        )
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-            raise
-        raise OperatorError(f"{task_id} was claimed by a run meanwhile; try again after it ends") from None
 
 
 def _erase_prefix(archive: Archive, bucket: str, prefix: str) -> tuple[int, int]:

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
+from runway_archiver_lambda.clock import iso_utc
+
 from .archive import (
     EPOCH_ATTRIBUTES,
     MAX_LINK_SECONDS,
@@ -322,10 +324,9 @@ def _show(args: argparse.Namespace, out: Output) -> int:
 
 def _epoch(value: Any) -> str:
     try:
-        moment = datetime.fromtimestamp(int(value), UTC)
+        return iso_utc(int(value))
     except (TypeError, ValueError, OverflowError):
         return str(value)
-    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _each(task_ids: list[str], action: Callable[[str], Any]) -> tuple[dict[str, Any], dict[str, str]]:
@@ -362,7 +363,7 @@ def _replay(args: argparse.Namespace, out: Output) -> int:
 
 def _run(args: argparse.Namespace, out: Output) -> int:
     archive, session = _archive(args)
-    scheduled_time = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    scheduled_time = iso_utc(datetime.now(UTC))
     emulated = bool(os.environ.get("AWS_ENDPOINT_URL"))
     poller = archive.function_configuration(archive.resources.poller_function)
     show_progress = not args.no_progress and sys.stderr.isatty()
@@ -403,7 +404,7 @@ def _next_due_line(next_due: int | None) -> str:
     if next_due is None:
         return f"  no task is pending: register one with `{PROG} track TASK_ID`"
     wait = next_due - int(time.time())
-    when = datetime.fromtimestamp(next_due, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    when = iso_utc(next_due)
     if wait <= 0:
         return f"  the next pending task is due now ({when}): the next run polls it"
     return (

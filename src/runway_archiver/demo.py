@@ -26,9 +26,12 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 
+from runway_archiver_lambda.clock import iso_utc
+
 from .archive import Archive, StackResources, summary_line
+from .consumer import all_ended, receive_events, subscribe_queue
 from .emulator import FeedEmulator
-from .local_aws import LocalLambdaContext, MotoServer, deploy, patched_environ
+from .local_aws import QUIET, LocalLambdaContext, MotoServer, deploy, patched_environ
 from .local_function_url import LocalFunctionUrl
 from .local_queue import drain
 from .local_run import FunctionOutput
@@ -59,7 +62,7 @@ MAX_RUNS = 15
 LOG_FILE = Path(tempfile.gettempdir()) / "runway-archiver-demo.log"
 
 
-def run_demo(*, verbose: bool = True) -> int:  # noqa: PLR0915 - the demo reads top to bottom, as it runs
+def run_demo(*, verbose: bool = True) -> int:
     say = print if verbose else (lambda *_a, **_k: None)
     with (
         MotoServer() as moto,
@@ -82,19 +85,15 @@ def run_demo(*, verbose: bool = True) -> int:  # noqa: PLR0915 - the demo reads 
         if stack.ignored:
             say(f"  {moto.dynamodb_engine} ignores {', '.join(sorted(stack.ignored))}")
         sqs = session.client("sqs")
-        queue_url = _subscribe_queue(session, stack.topic_arn)
+        queue_url = subscribe_queue(sqs, session.client("sns"), stack.topic_arn, "demo-completion-events")
 
         registered = register_tasks(session.resource("dynamodb").Table(stack.table_name), DEMO_TASKS)
         say(f"registered {len(registered.registered)} tasks: {', '.join(registered.registered)}")
 
-        quiet = {
-            "POWERTOOLS_LOG_LEVEL": os.environ.get("DEMO_LOG_LEVEL", "INFO"),
-            "POWERTOOLS_METRICS_DISABLED": "true",
-        }
+        quiet = {**QUIET, "POWERTOOLS_LOG_LEVEL": os.environ.get("DEMO_LOG_LEVEL", "INFO")}
         logs = {name: FunctionOutput() for name in ("PollerFunction", "WorkerFunction", "IntakeFunction")}
-        every_function = {k: v for environment in stack.environments.values() for k, v in environment.items()}
         token = session.client("secretsmanager").get_secret_value(SecretId=stack.outputs["CallbackTokenSecretArn"])
-        with patched_environ({**every_function, **quiet}):
+        with patched_environ({**stack.every_environment, **quiet}):
             # The Lambdas' own entry points, configured by the deploy
             from runway_archiver_lambda.handlers import callback, poller, worker
             from runway_archiver_lambda.wiring import build_poller
@@ -111,7 +110,7 @@ def run_demo(*, verbose: bool = True) -> int:  # noqa: PLR0915 - the demo reads 
             for run in range(MAX_RUNS):
                 scheduled = start + timedelta(minutes=run)
                 shift[0] = scheduled.timestamp() - time.time()
-                event = {"scheduled_time": scheduled.isoformat().replace("+00:00", "Z")}
+                event = {"scheduled_time": iso_utc(scheduled)}
                 with logs["PollerFunction"].capture(poller):
                     summary = poller.lambda_handler(event, LocalLambdaContext())
                 say(f"run {run + 1} at {event['scheduled_time']}: {summary_line(summary)}")
@@ -128,7 +127,7 @@ def run_demo(*, verbose: bool = True) -> int:  # noqa: PLR0915 - the demo reads 
                     )
                 if worked.records:
                     say(f"  worker: {worked.records} work request(s) in {worked.batches} batch(es)")
-                if summary["due"] == 0 and _all_ended(session, stack.table_name):
+                if summary["due"] == 0 and all_ended(session.resource("dynamodb").Table(stack.table_name)):
                     break
 
         runway, runway_queue_url, runway_logs = _archive_through_runway(session, feed, start, quiet, say)
@@ -155,7 +154,7 @@ def _archive_through_runway(
 
     runway = deploy(session, stack_name=RUNWAY_STACK, api_key=DEMO_KEY, parameters=feed.stack_parameters("runway"))
     say(f"\ndeployed a second stack {runway.stack_name} with Provider=runway: it polls Runway's own API")
-    queue_url = _subscribe_queue(session, runway.topic_arn, "demo-runway-events")
+    queue_url = subscribe_queue(session.client("sqs"), session.client("sns"), runway.topic_arn, "demo-runway-events")
     register_tasks(session.resource("dynamodb").Table(runway.table_name), RUNWAY_TASKS)
     output = FunctionOutput()
     with patched_environ({**runway.function_environment, **quiet}), output.capture(poller):
@@ -165,10 +164,8 @@ def _archive_through_runway(
         for run in range(MAX_RUNS):
             scheduled = start + timedelta(minutes=run)
             shift[0] = scheduled.timestamp() - time.time()
-            summary = poller.lambda_handler(
-                {"scheduled_time": scheduled.isoformat().replace("+00:00", "Z")}, LocalLambdaContext()
-            )
-            if summary["due"] == 0 and _all_ended(session, runway.table_name):
+            summary = poller.lambda_handler({"scheduled_time": iso_utc(scheduled)}, LocalLambdaContext())
+            if summary["due"] == 0 and all_ended(session.resource("dynamodb").Table(runway.table_name)):
                 break
         poller._poller = None
     return runway, queue_url, output
@@ -235,21 +232,6 @@ def _manifest_and_verify(session: boto3.session.Session, stack_name: str, task_i
     return failed == 0
 
 
-def _subscribe_queue(session: boto3.session.Session, topic_arn: str, name: str = "demo-completion-events") -> str:
-    sqs = session.client("sqs")
-    queue_url = sqs.create_queue(QueueName=name)["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    session.client("sns").subscribe(
-        TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"}
-    )
-    return queue_url
-
-
-def _all_ended(session: boto3.session.Session, table_name: str) -> bool:
-    items = session.resource("dynamodb").Table(table_name).scan(ConsistentRead=True)["Items"]
-    return all(item["status"] != "PENDING" and "outbox" not in item for item in items)
-
-
 def _report(session: boto3.session.Session, table_name: str, bucket: str, sqs: SQSClient, queue_url: str) -> bool:
     # The demo's report reads the whole (tiny) table; the poller itself never scans.
     scanned: list[dict[str, Any]] = session.resource("dynamodb").Table(table_name).scan(ConsistentRead=True)["Items"]
@@ -271,7 +253,7 @@ def _report(session: boto3.session.Session, table_name: str, bucket: str, sqs: S
                 )
             else:
                 print(f"      {role:<10} absent")
-    events = _drain(sqs, queue_url)
+    events = sorted(receive_events(sqs, queue_url), key=lambda e: str(e["subject"]))
     print(f"Events received on the SQS queue subscribed to the topic ({len(events)})")
     for event in events:
         data = event["data"]
@@ -283,18 +265,6 @@ def _report(session: boto3.session.Session, table_name: str, bucket: str, sqs: S
     one_event_each = sorted(e["subject"] for e in events) == sorted(str(i["task_id"]) for i in items)
     print(f"every task ended: {ended}; exactly one event per task: {one_event_each}")
     return ended and one_event_each
-
-
-def _drain(sqs: SQSClient, queue_url: str) -> list[dict[str, Any]]:
-    events: list[dict[str, Any]] = []
-    while True:
-        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
-        batch = messages.get("Messages", [])
-        if not batch:
-            return sorted(events, key=lambda e: str(e["subject"]))
-        for message in batch:
-            events.append(json.loads(message["Body"]))
-            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
 
 
 if __name__ == "__main__":

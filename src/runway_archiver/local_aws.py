@@ -101,6 +101,11 @@ class DeployedStack:
     def topic_arn(self) -> str:
         return self.outputs["CompletionTopicArn"]
 
+    @property
+    def every_environment(self) -> dict[str, str]:
+        """Every function's environment in one: for a process that runs them all (the demo, a benchmark)."""
+        return {k: v for environment in self.environments.values() for k, v in environment.items()}
+
 
 def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
     """template.yaml as a dict, short-form intrinsics (!Ref, !Sub) expanded."""
@@ -710,6 +715,13 @@ class DynamoDBLocal:
                     ExpressionAttributeValues={":s": {"S": "PENDING"}, ":zero": {"N": "0"}},
                 )
         client.delete_table(TableName=name)
+
+
+# Powertools without X-Ray and without EMF metric blobs on stdout: the functions' code run in this
+# process (the demo, `runway-archiver run`/`local`, the tests and the benchmarks).
+QUIET = {"POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_METRICS_DISABLED": "true"}
+# QUIET, and only the functions' errors logged: where their log lines would be noise (benchmarks, load).
+SILENT = {**QUIET, "POWERTOOLS_LOG_LEVEL": "ERROR"}
 
 
 @contextmanager

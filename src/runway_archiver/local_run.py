@@ -22,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .local_aws import LocalLambdaContext, MotoServer, deploy, patched_environ
+from .local_aws import QUIET, LocalLambdaContext, MotoServer, deploy, patched_environ
 from .local_queue import drain
 
 if TYPE_CHECKING:
@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 
     from .archive import Archive, FunctionConfiguration
 
-QUIET = {"POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_METRICS_DISABLED": "true"}
 LOCAL_STACK = "runway-archiver-local"
 LOCAL_RUNWAY_STACK = "runway-archiver-local-runway"  # the same template with Provider=runway
 LOCAL_API_KEY = "local-key-0123456789"

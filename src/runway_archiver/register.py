@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import boto3
-from botocore.exceptions import ClientError
+
+from runway_archiver_lambda.tasks import FORGOTTEN, TaskStore
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -37,6 +38,7 @@ def register_tasks(table: str | Table, task_ids: Iterable[str]) -> Registration:
     `table` is a table name (boto3's default session is used) or a boto3 Table resource.
     """
     target = boto3.resource("dynamodb").Table(table) if isinstance(table, str) else table
+    store = TaskStore(target)
     result = Registration()
     for raw in task_ids:
         if not isinstance(raw, str):
@@ -44,20 +46,10 @@ def register_tasks(table: str | Table, task_ids: Iterable[str]) -> Registration:
         task_id = raw.strip()
         if not task_id:
             raise ValueError("a task id must not be empty")
-        try:
-            target.put_item(
-                Item={"task_id": task_id, "status": "PENDING"},
-                ConditionExpression="attribute_not_exists(task_id)",
-            )
+        if store.register(task_id):
             result.registered.append(task_id)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                raise
-            known = target.get_item(
-                Key={"task_id": task_id}, ProjectionExpression="#s", ExpressionAttributeNames={"#s": "status"}
-            )
-            if known.get("Item", {}).get("status") == "FORGOTTEN":
-                result.forgotten.append(task_id)
-            else:
-                result.already_known.append(task_id)
+        elif store.status_of(task_id) == FORGOTTEN:
+            result.forgotten.append(task_id)
+        else:
+            result.already_known.append(task_id)
     return result

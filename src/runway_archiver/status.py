@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from runway_archiver_lambda.clock import iso_utc
 from runway_archiver_lambda.tasks import PENDING, STATUS_INDEX
 
 from .archive import STATUSES, Archive, summary_line
@@ -97,10 +98,6 @@ def _ago(seconds: float) -> str:
     if seconds < 2 * 3600:
         return f"{seconds // 60} min ago"
     return f"{seconds / 3600:.1f} h ago"
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def archive_status(archive: Archive, session: boto3.session.Session, now: datetime | None = None) -> Status:
@@ -196,7 +193,7 @@ def _oldest_pending(archive: Archive, now: datetime) -> tuple[dict[str, Any] | N
     return (
         {
             "task_id": oldest["task_id"],
-            "first_seen_at": _iso(first_seen),
+            "first_seen_at": iso_utc(first_seen),
             "age_seconds": int((now - first_seen).total_seconds()),
             "poll_count": oldest.get("poll_count", 0),
             "last_error": oldest.get("last_error"),
@@ -220,7 +217,7 @@ def _last_run(session: boto3.session.Session, log_group: str, now: datetime) -> 
         for _, event in sorted(enumerate(events), key=lambda pair: (int(pair[1]["timestamp"]), pair[0]), reverse=True):
             line = _json_line(event["message"])
             if isinstance(line, dict) and line.get("message") == RUN_FINISHED and isinstance(line.get("summary"), dict):
-                return {"at": _iso(datetime.fromtimestamp(event["timestamp"] / 1000, UTC)), "summary": line["summary"]}
+                return {"at": iso_utc(event["timestamp"] / 1000), "summary": line["summary"]}
     return None
 
 

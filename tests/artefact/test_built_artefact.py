@@ -30,8 +30,10 @@ import pytest
 
 from runway_archiver.emulator import FeedEmulator, media_sha256
 from runway_archiver.local_aws import FAKE_CREDENTIALS, MotoServer, deploy, load_template
+from runway_archiver_lambda.clock import iso_utc
 from tests.artefact.lambda_bootstrap import RESULT_MARK, SDK_MARK
-from tests.conftest import API_KEY, Archive, load_event, subscribed_archive
+from tests.support.archive import Archive, subscribed_archive
+from tests.support.samples import API_KEY, load_event
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD = REPO / ".aws-sam" / "build"
@@ -238,7 +240,7 @@ def test_the_built_functions_archive_and_announce_on_python313_with_the_runtimes
     archive.register("art-polled", "art-called-back")
 
     # When the schedule invokes the built poller
-    now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    now = iso_utc(datetime.now(UTC))
     summary = built.invoke("PollerFunction", {"scheduled_time": now})
 
     # Then it archives and announces the finished task and keeps the other pending

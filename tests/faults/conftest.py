@@ -16,7 +16,8 @@ import pytest
 
 from runway_archiver.emulator import FeedEmulator
 from runway_archiver.local_aws import DynamoDBLocal, MotoServer, deploy
-from tests.conftest import API_KEY, Archive, subscribed_archive
+from tests.support.archive import Archive, subscribed_archive
+from tests.support.samples import API_KEY
 
 _results: dict[tuple[str, str, str], list[tuple[str, str]]] = defaultdict(list)
 

@@ -2,7 +2,7 @@
 
 `python -m tests.faults.run_once 2026-11-24T12:00:00Z [WALL_CLOCK_OFFSET]` with the function's
 environment set; prints the run summary as JSON. The offset (seconds added to the real clock) is
-the test's simulated wall clock (`tests.conftest.SimulatedClock`), shared with the test process.
+the test's simulated wall clock (`tests.support.archive.SimulatedClock`), shared with the test process.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ import pytest
 
 from runway_archiver.emulator import Fault, FeedEmulator
 from runway_archiver_lambda.media import AddressGuard, AddressRefused, guarded_pool_manager
-from tests.conftest import Archive
+from tests.support.archive import Archive
 
 Minutes = Callable[[int], str]
 AREA = "Address guard"

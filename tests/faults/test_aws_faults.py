@@ -12,7 +12,7 @@ from botocore.awsrequest import AWSResponse, HeadersDict
 from botocore.exceptions import ClientError
 
 from runway_archiver.emulator import FeedEmulator
-from tests.conftest import Archive
+from tests.support.archive import Archive
 
 Minutes = Callable[[int], str]
 AREA = "AWS"

@@ -10,7 +10,7 @@ from botocore.exceptions import ClientError
 
 from runway_archiver.emulator import FeedEmulator
 from runway_archiver.register import register_tasks
-from tests.conftest import Archive
+from tests.support.archive import Archive
 
 Minutes = Callable[[int], str]
 AREA = "Bad registrations"

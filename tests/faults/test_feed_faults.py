@@ -9,7 +9,8 @@ import pytest
 
 from runway_archiver.emulator import Fault, FeedEmulator
 from runway_archiver.local_aws import free_port
-from tests.conftest import API_KEY, Archive
+from tests.support.archive import Archive
+from tests.support.samples import API_KEY
 
 Minutes = Callable[[int], str]
 AREA = "Feed API"

@@ -15,7 +15,8 @@ import boto3
 import pytest
 
 from runway_archiver.emulator import Fault, FeedEmulator
-from tests.conftest import Archive
+from runway_archiver.local_aws import SILENT
+from tests.support.archive import Archive
 
 Minutes = Callable[[int], str]
 REPO = Path(__file__).resolve().parents[2]
@@ -100,8 +101,7 @@ def test_overlapping_runs_and_workers_archive_every_task_exactly_once(
     for task_id in task_ids:
         feed.add_task(task_id, "3", video_size=16 * 1024, poster=False, last_frame=False)
     archive.register(*task_ids)
-    quiet = {"POWERTOOLS_LOG_LEVEL": "ERROR", "POWERTOOLS_METRICS_DISABLED": "true"}
-    worker_env = {**os.environ, **archive.stack.environments["WorkerFunction"], **quiet}
+    worker_env = {**os.environ, **archive.stack.environments["WorkerFunction"], **SILENT}
 
     workers = [
         subprocess.Popen(

@@ -8,7 +8,8 @@ import boto3
 import pytest
 
 from runway_archiver.emulator import FeedEmulator, media_sha256
-from tests.conftest import Archive, epoch, load_event
+from tests.support.archive import Archive, epoch
+from tests.support.samples import load_event
 
 Minutes = Callable[[int], str]
 

@@ -9,7 +9,8 @@ import boto3
 import pytest
 
 from runway_archiver.emulator import FeedEmulator
-from tests.conftest import API_KEY, Archive, load_event
+from tests.support.archive import Archive
+from tests.support.samples import API_KEY, load_event
 
 Minutes = Callable[[int], str]
 

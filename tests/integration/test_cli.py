@@ -26,8 +26,7 @@ from runway_archiver.local_aws import (
     patched_environ,
     uses_dynamodb_local,
 )
-
-from ..conftest import API_KEY
+from tests.support.samples import API_KEY
 
 pytestmark = pytest.mark.slow
 STACK = "archive-under-test"

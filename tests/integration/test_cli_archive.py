@@ -14,10 +14,11 @@ from typing import Any
 import boto3
 import pytest
 
+from runway_archiver.consumer import subscribe_queue
 from runway_archiver.emulator import FeedEmulator
 from runway_archiver.local_aws import MotoServer, deploy, patched_environ
+from tests.support.samples import API_KEY
 
-from ..conftest import API_KEY
 from .test_cli import STACK, Cli
 
 pytestmark = pytest.mark.slow
@@ -216,13 +217,7 @@ def _bulk_item(n: int) -> dict[str, Any]:
 
 # -- forget ------------------------------------------------------------------------------------
 def _subscribe(cli: Cli, name: str) -> str:
-    sqs, sns = cli.client("sqs"), cli.client("sns")
-    queue_url: str = sqs.create_queue(QueueName=name)["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    sns.subscribe(
-        TopicArn=cli.stack.topic_arn, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"}
-    )
-    return queue_url
+    return subscribe_queue(cli.client("sqs"), cli.client("sns"), cli.stack.topic_arn, name)
 
 
 def test_forget_erases_every_version_the_manifest_and_the_item(cli: Cli) -> None:

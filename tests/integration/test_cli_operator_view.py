@@ -20,8 +20,8 @@ import pytest
 
 from runway_archiver.emulator import FeedEmulator
 from runway_archiver.local_aws import MotoServer, deploy, patched_environ
+from tests.support.samples import API_KEY
 
-from ..conftest import API_KEY
 from .test_cli import Cli
 
 pytestmark = pytest.mark.slow

@@ -25,7 +25,7 @@ from runway_archiver.local_aws import (
     load_template,
     patched_environ,
 )
-from tests.conftest import API_KEY
+from tests.support.samples import API_KEY
 
 pytestmark = pytest.mark.slow
 TABLE = load_template()["Resources"]["TasksTable"]["Properties"]

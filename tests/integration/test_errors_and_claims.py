@@ -10,7 +10,8 @@ import boto3
 import pytest
 
 from runway_archiver.emulator import Fault, FeedEmulator
-from tests.conftest import API_KEY, Archive
+from tests.support.archive import Archive
+from tests.support.samples import API_KEY
 
 Minutes = Callable[[int], str]
 

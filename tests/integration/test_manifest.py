@@ -12,7 +12,7 @@ import boto3
 
 from runway_archiver.emulator import Fault, FeedEmulator, media_sha256
 from runway_archiver_lambda.events import event_id
-from tests.conftest import Archive
+from tests.support.archive import Archive
 
 Minutes = Callable[[int], str]
 MiB = 1024 * 1024

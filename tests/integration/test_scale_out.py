@@ -10,7 +10,8 @@ from collections.abc import Callable
 import boto3
 
 from runway_archiver.emulator import FeedEmulator
-from tests.conftest import Archive, load_event
+from tests.support.archive import Archive
+from tests.support.samples import load_event
 
 Minutes = Callable[[int], str]
 SMALL_SHARE = {"FANOUT_THRESHOLD": "4"}

@@ -15,7 +15,8 @@ from runway_archiver.archive import StackResources
 from runway_archiver.archive_ops import forget
 from runway_archiver.emulator import FeedEmulator
 from runway_archiver.register import register_tasks
-from tests.conftest import Archive, load_event
+from tests.support.archive import Archive
+from tests.support.samples import load_event
 
 Minutes = Callable[[int], str]
 

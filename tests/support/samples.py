@@ -1,0 +1,16 @@
+"""What the tests feed the functions: the emulator's API key and the sample events of events/."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+EVENTS = Path(__file__).resolve().parents[2] / "events"
+API_KEY = "test-key-5f0c"  # the emulator's key; tests assert it never shows in logs
+
+
+def load_event(name: str) -> dict[str, Any]:
+    """A sample from events/ (the same files the README's `sam local invoke` examples use)."""
+    loaded: dict[str, Any] = json.loads((EVENTS / name).read_text())
+    return loaded
