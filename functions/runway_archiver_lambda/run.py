@@ -16,6 +16,7 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
 from . import events
+from .address_guard import AddressRefused
 from .errors import Persistence
 from .feed import FeedAnswer, FeedError, FeedErrorKind, Progress
 from .media import MediaError
@@ -328,7 +329,7 @@ class Run:
                     continue
                 try:
                     assets[role] = self.p.media.copy(claim.task_id, role, url, deadline=deadline)
-                except MediaError as exc:
+                except (MediaError, AddressRefused) as exc:  # a refused address is a failed copy
                     self.summary.add(archive_errors=1)
                     logger.warning(
                         "media copy failed",

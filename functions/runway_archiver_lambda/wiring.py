@@ -9,11 +9,12 @@ import urllib3
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.config import Config
 
+from .address_guard import AddressGuard
 from .apikey import SecretApiKey
 from .config import Settings
 from .events import EventPublisher
 from .feed import FeedClient
-from .media import AddressGuard, MediaArchiver
+from .media import MediaArchiver
 from .run import Poller, RunSummary
 from .tasks import TaskStore
 from .workqueue import WorkQueue
