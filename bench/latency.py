@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from runway_archiver_lambda.config import Settings
-from runway_archiver_lambda.run import poll_delay
+from runway_archiver_lambda.lifecycle import poll_delay
 
 from .harness import QUIET, Figure, local_archive, stopwatch, subscribed_queue, wait_for_event
 

@@ -1,4 +1,5 @@
-"""Wiring shared by the Lambda entry points: real AWS clients, HTTP pools, metrics."""
+"""Wiring of the Lambda entry points to real AWS clients and HTTP pools: the poller's (poller and
+worker functions) and the callback function's."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from aws_lambda_powertools.metrics import MetricUnit
 from botocore.config import Config
 
 from .address_guard import AddressGuard
-from .apikey import SecretApiKey
-from .config import Settings
+from .apikey import CachedSecret, SecretApiKey
+from .callbacks import Callbacks
+from .config import CallbackSettings, Settings
 from .events import EventPublisher
 from .feed import FeedClient
 from .media import MediaArchiver
@@ -78,6 +80,22 @@ def build_poller(environ: Mapping[str, str], session: boto3.session.Session | No
         else None
     )
     return Poller(settings, store, feed, media, publisher, work_queue=work_queue)
+
+
+def build_callbacks(environ: Mapping[str, str], session: boto3.session.Session | None = None) -> Callbacks:
+    """Wire the callback function to its table, work queue and token secret."""
+    settings = CallbackSettings.from_environ(environ)
+    session = session or boto3.session.Session()
+    # The sender waits on us: fail fast rather than retry long.
+    aws_config = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5)
+    return Callbacks(
+        settings,
+        TaskStore(session.resource("dynamodb", config=aws_config).Table(settings.table_name)),
+        WorkQueue(session.client("sqs", config=aws_config), settings.work_queue_url),
+        CachedSecret(
+            session.client("secretsmanager", config=aws_config), settings.token_secret_id, what="the callback token"
+        ),
+    )
 
 
 def emit_metrics(metrics: Metrics, summary: RunSummary) -> None:

@@ -7,21 +7,15 @@ import binascii
 import os
 from typing import TYPE_CHECKING, Any
 
-import boto3
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import LambdaFunctionUrlResolver, Response
 from aws_lambda_powertools.metrics import MetricUnit
-from botocore.config import Config
 
-from ..apikey import CachedSecret
-from ..callbacks import TOKEN_HEADER, TOKEN_PARAMETER, Callbacks, CallbackSettings, Reply
+from ..callbacks import TOKEN_HEADER, TOKEN_PARAMETER, Callbacks, Reply
 from ..observability import traced
-from ..tasks import TaskStore
-from ..workqueue import WorkQueue
+from ..wiring import build_callbacks
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
 logger = Logger()
@@ -29,21 +23,6 @@ metrics = Metrics()
 app = LambdaFunctionUrlResolver()
 
 _callbacks: Callbacks | None = None
-
-
-def build_callbacks(environ: Mapping[str, str], session: boto3.session.Session | None = None) -> Callbacks:
-    settings = CallbackSettings.from_environ(environ)
-    session = session or boto3.session.Session()
-    # The sender waits on us: fail fast rather than retry long.
-    aws_config = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5)
-    return Callbacks(
-        settings,
-        TaskStore(session.resource("dynamodb", config=aws_config).Table(settings.table_name)),
-        WorkQueue(session.client("sqs", config=aws_config), settings.work_queue_url),
-        CachedSecret(
-            session.client("secretsmanager", config=aws_config), settings.token_secret_id, what="the callback token"
-        ),
-    )
 
 
 @app.post("/")

@@ -1,7 +1,8 @@
 """Lambda entry point of the worker: work requests from the SQS work queue, a partial batch response.
 
 The records of one batch are worked on concurrently (polls are mostly waiting), each one through
-the poller's own claim, poll, archive, record and announce path. A record is reported as failed,
+the scheduled run's own claim, poll, archive, record and announce path (`lifecycle.TaskLifecycle`),
+within a run's time budget (`run.Run`, without discovery). A record is reported as failed,
 so SQS delivers it again, only when nothing could be attempted for it (the claim call failed, or
 the time left was too short); a malformed body fails every time and ends in the dead-letter queue.
 """
