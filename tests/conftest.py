@@ -34,10 +34,6 @@ from runway_archiver.local_aws import (
 from runway_archiver.local_queue import Drained, drain
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
-# The template's service name, before any test module imports the Lambda code: Powertools names a
-# module's child logger after the service at import time, and a child named after another service
-# than the handler's logger is orphaned (its first log call raises).
-os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "runway-archiver")
 
 
 def _loopback_only(event: str, args: tuple[Any, ...]) -> None:

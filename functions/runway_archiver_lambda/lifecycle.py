@@ -14,7 +14,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
 from . import events
@@ -22,6 +21,7 @@ from .address_guard import AddressRefused
 from .errors import Persistence
 from .feed import FeedAnswer, FeedError, FeedErrorKind, Progress
 from .media import MediaError
+from .observability import logger
 from .tasks import ARCHIVED, EXPIRED, FAILED, Claim, LeaseLost, from_dynamo
 
 if TYPE_CHECKING:
@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     from .media import StoredAsset
     from .run import Poller, RunSummary
 
-logger = Logger(child=True)
 
 # A task id becomes part of S3 keys: one safe path segment, nothing else.
 VALID_TASK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}")

@@ -15,10 +15,11 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .lifecycle import VALID_TASK_ID, TaskLifecycle
+from .observability import logger, metric_field
 from .workqueue import SQS_BATCH_LIMIT, WorkRequest
 
 if TYPE_CHECKING:
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
 # VALID_TASK_ID is the lifecycle's rule; the client (register, archive_ops) imports it from here.
 __all__ = ["EVENT_TIME_TOLERANCE_SECONDS", "VALID_TASK_ID", "Poller", "Run", "RunSummary"]
 
-logger = Logger(child=True)
 
 # How far a run's clock (the event's time) may be from the wall clock. A scheduled tick starts at most
 # about 4 minutes after its time: the Scheduler retries it for 120 s (RetryPolicy MaximumEventAgeInSeconds)
@@ -45,28 +45,32 @@ EVENT_TIME_TOLERANCE_SECONDS = 300
 
 @dataclass
 class RunSummary:
-    """What one run did; the handler returns it and turns it into metrics."""
+    """What one run did; the handler returns it. A counter declared with `metric_field` is also
+    emitted as that metric (`observability.emit_run_metrics`), under that name only."""
 
     run_id: str
     now: str
     due: int = 0
-    discovery_items_read: int = 0
+    discovery_items_read: int = metric_field("DiscoveryItemsRead")
     claimed: int = 0
-    claim_conflicts: int = 0
-    polled: int = 0
-    poll_errors: int = 0
-    still_pending: int = 0
-    archived: int = 0
-    failed: int = 0
-    expired: int = 0
-    archive_errors: int = 0
-    bytes_archived: int = 0
-    announced: int = 0
-    publish_errors: int = 0
-    task_errors: int = 0
-    left_for_next_run: int = 0
-    dispatched: int = 0  # handed to the work queue
-    oldest_claimed_age_seconds: int = 0  # since first seen, over the tasks this run claimed
+    claim_conflicts: int = metric_field("ClaimConflicts")
+    polled: int = metric_field("TasksPolled")
+    poll_errors: int = metric_field("PollErrors")
+    still_pending: int = metric_field("TasksStillPending")
+    archived: int = metric_field("TasksArchived")
+    failed: int = metric_field("TasksFailed")
+    expired: int = metric_field("TasksExpired")
+    archive_errors: int = metric_field("ArchiveErrors")
+    bytes_archived: int = metric_field("BytesArchived", MetricUnit.Bytes)
+    announced: int = metric_field("EventsPublished")
+    publish_errors: int = metric_field("PublishErrors")
+    task_errors: int = metric_field("TaskErrors")
+    left_for_next_run: int = metric_field("TasksLeftForNextRun")
+    dispatched: int = metric_field("TasksDispatched")  # handed to the work queue
+    # Since first seen, over the tasks this run claimed. Every pending task is claimed at least every
+    # MAX_POLL_INTERVAL_SECONDS, so the maximum of this over that window is the age of the oldest
+    # pending task: the "tasks stuck" signal.
+    oldest_claimed_age_seconds: int = metric_field("OldestPendingTaskAgeSeconds", MetricUnit.Seconds)
     configuration_error: str | None = None
     ignored_event_time: str | None = None  # the event's time, when it was too far from the wall clock to use
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
