@@ -141,7 +141,7 @@ class Run:
         self.remaining_seconds = remaining_seconds
         self.run_id = str(uuid.uuid4())
         self.summary = RunSummary(run_id=self.run_id, now=self.now_iso)
-        self.tasks = TaskLifecycle(
+        self.lifecycle = TaskLifecycle(
             poller, run_id=self.run_id, now=now, summary=self.summary, remaining_seconds=remaining_seconds
         )
         self._out_of_time: str | None = None
@@ -163,7 +163,7 @@ class Run:
         for task_id in leftovers.task_ids:
             if self.should_stop():
                 break
-            self.tasks.announce_leftover(task_id)
+            self.lifecycle.announce_leftover(task_id)
 
     def poll_due_tasks(self) -> None:
         discovery = self.p.store.due_pending(self.now_epoch, self.wall_now())
@@ -224,7 +224,7 @@ class Run:
         if self.should_stop():
             self.summary.add(left_for_next_run=1)
             return False
-        return self.tasks.process(task_id, token=token, from_queue=from_queue)
+        return self.lifecycle.process(task_id, token=token, from_queue=from_queue)
 
     def process_request(self, request: WorkRequest) -> bool:
         """A worker's task. False when nothing was attempted and the message should come back."""
