@@ -88,7 +88,7 @@ def measure(repeat: int = 7) -> tuple[list[Figure], dict[str, float]]:
         details[f"{module}_import_seconds"] = seconds
         figures.append(
             Figure(
-                f"5. cold start: import {module.split('.')[1]}",
+                f"5. cold start: import {module.split('.')[-1]}",
                 f"{seconds * 1000:.0f} ms vs import boto3 {boto3_seconds * 1000:.0f} ms",
                 "<= 1.5 x import boto3",
                 seconds / boto3_seconds,

@@ -18,7 +18,7 @@ from typing import Any
 from runway_archiver.consumer import subscribe_queue, wait_for_event
 from runway_archiver.local_aws import SILENT
 from runway_archiver_lambda.config import Settings
-from runway_archiver_lambda.run import poll_delay
+from runway_archiver_lambda.lifecycle import poll_delay
 
 from .harness import Figure, local_archive, stopwatch
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 import socket
 import sys
@@ -25,11 +24,6 @@ from runway_archiver.local_aws import (
 )
 from tests.support.archive import Archive, minutes_after_base, subscribed_archive
 from tests.support.samples import API_KEY
-
-# The template's service name, before any test module imports the Lambda code: Powertools names a
-# module's child logger after the service at import time, and a child named after another service
-# than the handler's logger is orphaned (its first log call raises).
-os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "runway-archiver")
 
 
 def _loopback_only(event: str, args: tuple[Any, ...]) -> None:

@@ -156,3 +156,34 @@ def test_every_link_between_the_pages_resolves(page: str, target: str) -> None:
     assert linked.exists(), f"{page} links to {target}: no such file"
     if anchor:
         assert anchor in _anchors(linked), f"{page} links to {target}: no such heading"
+
+
+def _code_map() -> dict[str, str]:
+    """The README's map of the code: path as written (folders end in /) -> its line."""
+    readme = (REPO_ROOT / "README.md").read_text()
+    block = readme.split("\n## A map of the code\n", 1)[1].split("```", 2)[1]
+    entries: dict[str, str] = {}
+    folder = ""
+    for line in block.splitlines()[1:]:
+        if not line.strip():
+            continue
+        path = line.split()[0]
+        if not line.startswith(" "):
+            folder = path if path.endswith("/") else ""
+            entries[path] = line
+        else:
+            entries[folder + path] = line
+    return entries
+
+
+def test_every_module_in_the_code_map_exists() -> None:
+    missing = [path for path in _code_map() if path.endswith((".py", "/")) and not (REPO_ROOT / path).exists()]
+    assert missing == []
+
+
+@pytest.mark.parametrize("package", ["functions/runway_archiver_lambda", "src/runway_archiver"])
+def test_the_code_map_names_every_module_of_both_packages(package: str) -> None:
+    modules = {
+        str(path.relative_to(REPO_ROOT)) for path in (REPO_ROOT / package).rglob("*.py") if path.name != "__init__.py"
+    }
+    assert modules - set(_code_map()) == set()

@@ -17,47 +17,18 @@ from typing import TYPE_CHECKING
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .apikey import SecretUnavailable
-from .config import ConfigError
-from .run import VALID_TASK_ID
+from .lifecycle import VALID_TASK_ID
 from .tasks import FORGOTTEN, PENDING
 from .workqueue import CALLBACK, WorkRequest
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-
     from .apikey import CachedSecret
+    from .config import CallbackSettings
     from .tasks import TaskStore
     from .workqueue import WorkQueue
 
 TOKEN_HEADER = "x-archiver-token"  # noqa: S105 - the header's name, not a secret
 TOKEN_PARAMETER = "token"  # noqa: S105 - the query parameter's name, not a secret
-
-
-@dataclass(frozen=True)
-class CallbackSettings:
-    table_name: str
-    work_queue_url: str
-    token_secret_id: str
-    max_body_bytes: int = 64 * 1024
-    allow_registration: bool = False
-
-    @classmethod
-    def from_environ(cls, environ: Mapping[str, str]) -> CallbackSettings:
-        missing = [
-            name for name in ("TABLE_NAME", "WORK_QUEUE_URL", "CALLBACK_TOKEN_SECRET_ARN") if not environ.get(name)
-        ]
-        if missing:
-            raise ConfigError(f"environment variables required and not set: {', '.join(missing)}")
-        raw_limit = environ.get("CALLBACK_MAX_BYTES", "").strip()
-        if raw_limit and not raw_limit.isdigit():
-            raise ConfigError(f"environment variable CALLBACK_MAX_BYTES={raw_limit!r} is not a whole number")
-        return cls(
-            table_name=environ["TABLE_NAME"],
-            work_queue_url=environ["WORK_QUEUE_URL"],
-            token_secret_id=environ["CALLBACK_TOKEN_SECRET_ARN"],
-            max_body_bytes=int(raw_limit) if raw_limit else cls.max_body_bytes,
-            allow_registration=environ.get("ALLOW_CALLBACK_REGISTRATION", "").strip().lower() == "true",
-        )
 
 
 @dataclass(frozen=True)

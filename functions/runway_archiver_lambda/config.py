@@ -1,4 +1,8 @@
-"""Settings of the poller, read once from the environment the template sets."""
+"""Settings of the three functions, read once from the environment the template sets.
+
+`Settings` is the poller's and the worker's, `CallbackSettings` the callback function's; both parse
+with the helpers at the bottom, so a missing or malformed variable is named the same way.
+"""
 
 from __future__ import annotations
 
@@ -82,21 +86,10 @@ class Settings:
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
         """Build settings from environment variables; errors name the offending variable."""
-
-        def required(name: str) -> str:
-            value = environ.get(name, "").strip()
-            if not value:
-                raise ConfigError(f"environment variable {name} is required and is not set")
-            return value
+        given = _require(environ, ("TABLE_NAME", "BUCKET_NAME", "TOPIC_ARN", "API_KEY_SECRET_ARN"))
 
         def number(name: str, parse: Callable[[str], _N], default: _N) -> _N:
-            raw = environ.get(name, "").strip()
-            if not raw:
-                return default
-            try:
-                return parse(raw)
-            except ValueError as exc:
-                raise ConfigError(f"environment variable {name}={raw!r} is not a number") from exc
+            return _number(environ, name, parse, default)
 
         raw_provider = environ.get("PROVIDER", "").strip().lower() or cls.provider.value
         try:
@@ -105,10 +98,10 @@ class Settings:
             choices = ", ".join(p.value for p in Provider)
             raise ConfigError(f"environment variable PROVIDER={raw_provider!r} is not one of {choices}") from exc
         return cls(
-            table_name=required("TABLE_NAME"),
-            bucket_name=required("BUCKET_NAME"),
-            topic_arn=required("TOPIC_ARN"),
-            api_key_secret_id=required("API_KEY_SECRET_ARN"),
+            table_name=given["TABLE_NAME"],
+            bucket_name=given["BUCKET_NAME"],
+            topic_arn=given["TOPIC_ARN"],
+            api_key_secret_id=given["API_KEY_SECRET_ARN"],
             provider=provider,
             api_base_url=environ.get("COMETAPI_BASE_URL", "").strip().rstrip("/") or cls.api_base_url,
             runway_base_url=environ.get("RUNWAY_API_BASE_URL", "").strip().rstrip("/") or cls.runway_base_url,
@@ -136,6 +129,58 @@ class Settings:
             fanout_threshold=number("FANOUT_THRESHOLD", int, cls.fanout_threshold),
             dispatch_lease_seconds=number("DISPATCH_LEASE_SECONDS", int, cls.dispatch_lease_seconds),
         )
+
+
+@dataclass(frozen=True)
+class CallbackSettings:
+    """What the callback function needs: where tasks and work requests go, the token, two limits."""
+
+    table_name: str
+    work_queue_url: str
+    token_secret_id: str
+    max_body_bytes: int = 64 * 1024
+    allow_registration: bool = False
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> CallbackSettings:
+        given = _require(environ, ("TABLE_NAME", "WORK_QUEUE_URL", "CALLBACK_TOKEN_SECRET_ARN"))
+        return cls(
+            table_name=given["TABLE_NAME"],
+            work_queue_url=given["WORK_QUEUE_URL"],
+            token_secret_id=given["CALLBACK_TOKEN_SECRET_ARN"],
+            max_body_bytes=_number(environ, "CALLBACK_MAX_BYTES", _whole_number, cls.max_body_bytes, "a whole number"),
+            allow_registration=environ.get("ALLOW_CALLBACK_REGISTRATION", "").strip().lower() == "true",
+        )
+
+
+# -- parsing, shared by both ----------------------------------------------------------------------
+def _require(environ: Mapping[str, str], names: tuple[str, ...]) -> dict[str, str]:
+    """The values of variables that must be set; the error names every one that is not."""
+    values = {name: environ.get(name, "").strip() for name in names}
+    missing = [name for name, value in values.items() if not value]
+    if len(missing) == 1:
+        raise ConfigError(f"environment variable {missing[0]} is required and is not set")
+    if missing:
+        raise ConfigError(f"environment variables required and not set: {', '.join(missing)}")
+    return values
+
+
+def _number(
+    environ: Mapping[str, str], name: str, parse: Callable[[str], _N], default: _N, what: str = "a number"
+) -> _N:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return parse(raw)
+    except ValueError as exc:
+        raise ConfigError(f"environment variable {name}={raw!r} is not {what}") from exc
+
+
+def _whole_number(raw: str) -> int:
+    if not raw.isdigit():
+        raise ValueError(raw)
+    return int(raw)
 
 
 def _parse_networks(raw: str) -> tuple[IPNetwork, ...]:

@@ -16,6 +16,15 @@ class Persistence(enum.Enum):
     PERMANENT = "permanent"  # the task fails now (a refused address, media over the size limit)
 
 
+class MediaError(Exception):
+    """A media copy (or an address the guard refused) that did not happen, and how long retrying it is worth it."""
+
+    def __init__(self, reason: str, persistence: Persistence = Persistence.TRANSIENT) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.persistence = persistence
+
+
 def is_conditional_check_failed(exc: BaseException) -> bool:
     """DynamoDB refused a write because its condition did not hold: an answer, not a failure."""
     return (

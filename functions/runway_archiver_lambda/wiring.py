@@ -1,4 +1,5 @@
-"""Wiring shared by the Lambda entry points: real AWS clients, HTTP pools, metrics."""
+"""Wiring of the Lambda entry points to real AWS clients and HTTP pools: the poller's (poller and
+worker functions) and the callback function's."""
 
 from __future__ import annotations
 
@@ -6,39 +7,21 @@ from typing import TYPE_CHECKING
 
 import boto3
 import urllib3
-from aws_lambda_powertools.metrics import MetricUnit
 from botocore.config import Config
 
-from .apikey import SecretApiKey
-from .config import Settings
+from .address_guard import AddressGuard
+from .apikey import CachedSecret, SecretApiKey
+from .callbacks import Callbacks
+from .config import CallbackSettings, Settings
 from .events import EventPublisher
 from .feed import FeedClient
-from .media import AddressGuard, MediaArchiver
-from .run import Poller, RunSummary
+from .media import MediaArchiver
+from .run import Poller
 from .tasks import TaskStore
 from .workqueue import WorkQueue
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
-
-    from aws_lambda_powertools import Metrics
-
-_COUNTS = {
-    "TasksPolled": "polled",
-    "TasksArchived": "archived",
-    "TasksFailed": "failed",
-    "TasksExpired": "expired",
-    "TasksStillPending": "still_pending",
-    "PollErrors": "poll_errors",
-    "ArchiveErrors": "archive_errors",
-    "EventsPublished": "announced",
-    "PublishErrors": "publish_errors",
-    "TaskErrors": "task_errors",
-    "ClaimConflicts": "claim_conflicts",
-    "TasksLeftForNextRun": "left_for_next_run",
-    "DiscoveryItemsRead": "discovery_items_read",
-    "TasksDispatched": "dispatched",
-}
 
 
 def build_poller(environ: Mapping[str, str], session: boto3.session.Session | None = None) -> Poller:
@@ -79,18 +62,17 @@ def build_poller(environ: Mapping[str, str], session: boto3.session.Session | No
     return Poller(settings, store, feed, media, publisher, work_queue=work_queue)
 
 
-def emit_metrics(metrics: Metrics, summary: RunSummary) -> None:
-    """The run summary as EMF metrics (flushed by the handler's `log_metrics`)."""
-    counts = summary.as_dict()
-    for metric, field in _COUNTS.items():
-        metrics.add_metric(name=metric, unit=MetricUnit.Count, value=counts[field])
-    metrics.add_metric(name="BytesArchived", unit=MetricUnit.Bytes, value=summary.bytes_archived)
-    # A configuration error (401, unreadable key secret, redirect) leaves the run "successful":
-    # this is what ConfigurationErrorsAlarm watches (and the dashboard shows), so it does not wait for
-    # the stuck-tasks alarm.
-    metrics.add_metric(name="ConfigurationErrors", unit=MetricUnit.Count, value=1 if summary.configuration_error else 0)
-    # Every pending task is claimed at least every MAX_POLL_INTERVAL_SECONDS, so the maximum of
-    # this over that window is the age of the oldest pending task: the "tasks stuck" signal.
-    metrics.add_metric(
-        name="OldestPendingTaskAgeSeconds", unit=MetricUnit.Seconds, value=summary.oldest_claimed_age_seconds
+def build_callbacks(environ: Mapping[str, str], session: boto3.session.Session | None = None) -> Callbacks:
+    """Wire the callback function to its table, work queue and token secret."""
+    settings = CallbackSettings.from_environ(environ)
+    session = session or boto3.session.Session()
+    # The sender waits on us: fail fast rather than retry long.
+    aws_config = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5)
+    return Callbacks(
+        settings,
+        TaskStore(session.resource("dynamodb", config=aws_config).Table(settings.table_name)),
+        WorkQueue(session.client("sqs", config=aws_config), settings.work_queue_url),
+        CachedSecret(
+            session.client("secretsmanager", config=aws_config), settings.token_secret_id, what="the callback token"
+        ),
     )

@@ -266,7 +266,7 @@ def forget(archive: Archive, task_id: str, *, allow_again: bool = False, now: da
     """
     # Imported here: the poller module names its Powertools logger after the service at import time,
     # and the demo sets the service's environment only after the CLI is loaded.
-    from runway_archiver_lambda.run import VALID_TASK_ID
+    from runway_archiver_lambda.lifecycle import VALID_TASK_ID
 
     if not VALID_TASK_ID.fullmatch(task_id):
         raise OperatorError(f"{task_id!r} is not a task id")

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 def invalid_task_ids(task_ids: Iterable[str]) -> list[str]:
     """The ids the archiver would refuse (its own rule, VALID_TASK_ID): empty, a space, a leading dash..."""
-    from runway_archiver_lambda.run import VALID_TASK_ID
+    from runway_archiver_lambda.lifecycle import VALID_TASK_ID
 
     return [task_id for task_id in task_ids if not VALID_TASK_ID.fullmatch(task_id.strip())]
 

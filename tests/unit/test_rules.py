@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
+from runway_archiver_lambda.address_guard import AddressGuard, AddressRefused
 from runway_archiver_lambda.config import ConfigError, Settings
 from runway_archiver_lambda.events import build_event, event_id
 from runway_archiver_lambda.feed import Progress, Provider, classify
-from runway_archiver_lambda.media import AddressGuard, AddressRefused
-from runway_archiver_lambda.run import poll_delay
+from runway_archiver_lambda.lifecycle import poll_delay
 from runway_archiver_lambda.workqueue import BadWorkRequest, WorkRequest
 
 FEED = Path(__file__).resolve().parents[2] / "events" / "feed"

@@ -7,43 +7,20 @@ import binascii
 import os
 from typing import TYPE_CHECKING, Any
 
-import boto3
-from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import LambdaFunctionUrlResolver, Response
-from aws_lambda_powertools.metrics import MetricUnit
-from botocore.config import Config
 
-from ..apikey import CachedSecret
-from ..callbacks import TOKEN_HEADER, TOKEN_PARAMETER, Callbacks, CallbackSettings, Reply
-from ..observability import traced
-from ..tasks import TaskStore
-from ..workqueue import WorkQueue
+from ..callbacks import TOKEN_HEADER, TOKEN_PARAMETER, Callbacks, Reply
+from ..observability import emit_callback_metric, entry_point, logger
+from ..wiring import build_callbacks
+
+__all__ = ["lambda_handler", "logger"]
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
-logger = Logger()
-metrics = Metrics()
 app = LambdaFunctionUrlResolver()
 
 _callbacks: Callbacks | None = None
-
-
-def build_callbacks(environ: Mapping[str, str], session: boto3.session.Session | None = None) -> Callbacks:
-    settings = CallbackSettings.from_environ(environ)
-    session = session or boto3.session.Session()
-    # The sender waits on us: fail fast rather than retry long.
-    aws_config = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5)
-    return Callbacks(
-        settings,
-        TaskStore(session.resource("dynamodb", config=aws_config).Table(settings.table_name)),
-        WorkQueue(session.client("sqs", config=aws_config), settings.work_queue_url),
-        CachedSecret(
-            session.client("secretsmanager", config=aws_config), settings.token_secret_id, what="the callback token"
-        ),
-    )
 
 
 @app.post("/")
@@ -61,16 +38,13 @@ def callback() -> Response[str]:
         reply = Reply(400, "malformed", "body is not valid base64")
     else:
         reply = _callbacks.accept(presented, body)
-    metrics.add_dimension(name="outcome", value=reply.outcome)
-    metrics.add_metric(name="Callbacks", unit=MetricUnit.Count, value=1)
+    emit_callback_metric(reply.outcome)
     log = logger.info if reply.status < 400 else logger.warning
     log("callback answered", extra={"status": reply.status, "outcome": reply.outcome, "task_id": reply.task_id})
     return Response(status_code=reply.status, content_type="application/json", body=reply.body())
 
 
-@logger.inject_lambda_context(log_event=False, clear_state=True)
-@traced
-@metrics.log_metrics
+@entry_point
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     global _callbacks  # noqa: PLW0603 - built once per container, reused by warm invocations
     if _callbacks is None:

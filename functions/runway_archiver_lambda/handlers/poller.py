@@ -6,12 +6,10 @@ import os
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools import Logger, Metrics
+from ..observability import emit_run_metrics, entry_point, logger
+from ..wiring import build_poller
 
-from ..observability import traced
-from ..wiring import build_poller, emit_metrics
-
-__all__ = ["build_poller", "lambda_handler", "run_time"]
+__all__ = ["build_poller", "lambda_handler", "logger", "run_time"]
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -19,9 +17,6 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
     from ..run import Poller
-
-logger = Logger()
-metrics = Metrics()
 
 _poller: Poller | None = None
 
@@ -40,15 +35,13 @@ def run_time(event: Mapping[str, Any] | None) -> datetime:
     return datetime.now(UTC)
 
 
-@logger.inject_lambda_context(log_event=False, clear_state=True)
-@traced
-@metrics.log_metrics
+@entry_point
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     global _poller  # noqa: PLW0603 - built once per container, reused by warm invocations
     now = run_time(event)
     if _poller is None:
         _poller = build_poller(os.environ)
     summary = _poller.run(now, remaining_seconds=lambda: context.get_remaining_time_in_millis() / 1000)
-    emit_metrics(metrics, summary)
+    emit_run_metrics(summary)
     logger.info("run finished", extra={"summary": summary.as_dict()})
     return summary.as_dict()

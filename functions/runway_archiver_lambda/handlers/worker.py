@@ -1,7 +1,8 @@
 """Lambda entry point of the worker: work requests from the SQS work queue, a partial batch response.
 
 The records of one batch are worked on concurrently (polls are mostly waiting), each one through
-the poller's own claim, poll, archive, record and announce path. A record is reported as failed,
+the scheduled run's own claim, poll, archive, record and announce path (`lifecycle.TaskLifecycle`),
+within a run's time budget (`run.Run`, without discovery). A record is reported as failed,
 so SQS delivers it again, only when nothing could be attempted for it (the claim call failed, or
 the time left was too short); a malformed body fails every time and ends in the dead-letter queue.
 """
@@ -13,12 +14,13 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.batch import AsyncBatchProcessor, EventType, async_process_partial_response
 
-from ..observability import traced
-from ..wiring import build_poller, emit_metrics
+from ..observability import emit_run_metrics, entry_point, logger
+from ..wiring import build_poller
 from ..workqueue import WorkRequest
+
+__all__ = ["NotAttempted", "lambda_handler", "logger"]
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -28,8 +30,6 @@ if TYPE_CHECKING:
 
     from ..run import Poller, Run
 
-logger = Logger()
-metrics = Metrics()
 # An entire batch failing is reported as such (every record comes back), not raised as an error.
 processor = AsyncBatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
@@ -40,9 +40,7 @@ class NotAttempted(Exception):
     """Nothing was done for this request; SQS delivers it again after its visibility timeout."""
 
 
-@logger.inject_lambda_context(log_event=False, clear_state=True)
-@traced
-@metrics.log_metrics
+@entry_point
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     global _poller  # noqa: PLW0603 - built once per container, reused by warm invocations
     if _poller is None:
@@ -55,7 +53,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         response = async_process_partial_response(
             event=event, record_handler=_record_handler(run, pool), processor=processor, context=context
         )
-    emit_metrics(metrics, run.summary)
+    emit_run_metrics(run.summary)
     logger.info(
         "batch finished",
         extra={
