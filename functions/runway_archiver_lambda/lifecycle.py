@@ -199,7 +199,7 @@ class TaskLifecycle:
         self.finish(claim, answer, Outcome(ARCHIVED, assets=assets, manifest=manifest))
 
     def manifest(self, claim: Claim, answer: FeedAnswer, assets: Mapping[str, StoredAsset | None]) -> dict[str, Any]:
-        """What the archive knows of the task, kept beside its files (README, "The manifest")."""
+        """What the archive knows of the task, kept beside its files (docs/contract.md, "The archive on S3")."""
         return {
             "manifest_version": 1,
             "task_id": claim.task_id,

@@ -58,7 +58,7 @@ _GONE_STATUSES = frozenset({403, 404, 410})
 # one that does not match (BadDigest). botocore computes it with hashlib on every version the Lambda
 # runtime ships, without the CRT; CRC32C and CRC64NVME would need the CRT, and a whole-object
 # (FULL_OBJECT) checksum of a multipart upload needs botocore 1.36 and a value known before the
-# upload starts, which a stream does not have (README, "Integrity").
+# upload starts, which a stream does not have (docs/contract.md, "Integrity").
 CHECKSUM_ALGORITHM: Final = "SHA256"
 # A multipart upload is re-stamped by a copy of itself: up to this size one CopyObject, after which
 # S3 stores the object's own SHA-256 (not a composite); above it S3 allows only a copy in parts.

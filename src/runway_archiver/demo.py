@@ -199,7 +199,7 @@ def _status(session: boto3.session.Session, stack_name: str) -> None:
         print(line)
     print(
         f"\nThe functions' log lines are in {LOG_FILE}. Next: `make local` keeps such an archive up, and "
-        "`.venv/bin/runway-archiver track|run|list|show|status` works against it (README, Operator CLI)."
+        "`.venv/bin/runway-archiver track|run|list|show|status` works against it (docs/operations.md)."
     )
 
 

@@ -126,7 +126,7 @@ def archive_status(archive: Archive, session: boto3.session.Session, now: dateti
         if depth:
             attention.append(
                 f"the {name} dead-letter queue holds {depth} message(s): read one to find the cause, fix it, "
-                "purge the queue (README, Operations)"
+                "purge the queue (docs/operations.md)"
             )
     if api_key.startswith("missing"):
         attention.append(f"the API key secret {key_secret} does not exist: the poller cannot read a key")

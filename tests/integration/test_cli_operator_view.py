@@ -140,7 +140,7 @@ def test_status_names_a_message_in_a_dead_letter_queue_and_exits_1(cli: Cli) -> 
         assert "dead letters     poller 0 · schedule 0 · work 1" in done.stdout.splitlines()
         assert (
             "  - the work dead-letter queue holds 1 message(s): read one to find the cause, fix it, "
-            "purge the queue (README, Operations)"
+            "purge the queue (docs/operations.md)"
         ) in done.stdout.splitlines()
     finally:
         sqs.purge_queue(QueueUrl=queue_url)
