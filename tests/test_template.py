@@ -108,7 +108,7 @@ def test_functions_run_a_supported_python_on_arm64_with_tracing_and_kept_logs(fu
     assert props(function).get("Architectures", defaults["Architectures"]) == ["arm64"]
     assert props(function).get("Tracing", defaults["Tracing"]) == "Active"
     variables = environment(function)
-    assert variables["POWERTOOLS_SERVICE_NAME"] == "runway-archiver"
+    assert variables["POWERTOOLS_SERVICE_NAME"] == {"Ref": "AWS::StackName"}  # one metric series per stack
     assert variables["POWERTOOLS_METRICS_NAMESPACE"] == "RunwayArchiver"
     log_group = props(function)["LoggingConfig"]["LogGroup"]["Ref"]
     assert RESOURCES[log_group]["Type"] == "AWS::Logs::LogGroup"
@@ -601,7 +601,7 @@ def test_every_dashboard_widget_names_a_metric_the_code_emits_or_one_of_the_stac
             seen.add(name)
             if namespace == custom:
                 assert name in emitted, f"{title!r}: the code emits no metric {name}"
-                assert dimensions.get("service") == variables["POWERTOOLS_SERVICE_NAME"], title
+                assert dimensions.get("service") == "<<AWS::StackName>>", title  # the functions' service
                 continue
             names, dimension = AWS_METRICS[namespace]
             assert name in names, f"{title!r}: {namespace} has no metric {name} here"
@@ -687,6 +687,60 @@ def test_a_second_stack_in_the_same_account_and_region_names_nothing_the_first_d
     (schedule,) = [r for r in prod.resources().values() if r["Type"] == "AWS::Scheduler::Schedule"]
     assert "Name" not in schedule["Properties"]
     assert "GroupName" not in schedule["Properties"]  # the default group, shared by every stack
+
+
+def _custom_metric_services(stack: Stack, namespace: str) -> set[str]:
+    """The `service` dimension of every custom metric the stack's alarms and dashboard watch."""
+    services: set[str] = set()
+    for resource in stack.resources().values():
+        if resource["Type"] == "AWS::CloudWatch::Alarm":
+            services |= _alarm_services(resource["Properties"], namespace)
+        if resource["Type"] == "AWS::CloudWatch::Dashboard":
+            services |= _dashboard_services(resource["Properties"]["DashboardBody"], namespace)
+    return services
+
+
+def _alarm_services(alarm: dict[str, Any], namespace: str) -> set[str]:
+    watched = [alarm] + [query["MetricStat"]["Metric"] for query in alarm.get("Metrics", []) if "MetricStat" in query]
+    return {
+        dimension["Value"]
+        for metric in watched
+        if metric.get("Namespace") == namespace
+        for dimension in metric["Dimensions"]
+        if dimension["Name"] == "service"
+    }
+
+
+def _dashboard_services(body: str, namespace: str) -> set[str]:
+    import json
+    import re
+
+    services: set[str] = set()
+    for widget in json.loads(body)["widgets"]:
+        for line in widget["properties"].get("metrics", []):
+            if line and line[0] == namespace:
+                services.add(dict(zip(line[2:-1:2], line[3:-1:2], strict=True))["service"])
+            for part in line:
+                if isinstance(part, dict) and namespace in part.get("expression", ""):
+                    services |= set(re.findall(r'service="([^"]+)"', part["expression"]))
+    return services
+
+
+def test_two_stacks_in_one_account_never_share_a_custom_metric_series(expanded: dict[str, Any]) -> None:
+    # Custom metrics live in one namespace per account and region: with one `service` value for
+    # every stack, staging's stuck task would fire prod's TasksStuckAlarm. Each stack's functions
+    # emit, and its alarms and dashboard watch, the stack's own name; the default stack's series
+    # (service=runway-archiver) are the ones it always had.
+    namespace = environment("PollerFunction")["POWERTOOLS_METRICS_NAMESPACE"]
+    seen = {}
+    for name in ("runway-archiver", "runway-archiver-staging"):
+        stack = Stack(expanded, name=name)
+        functions = [r for r in stack.resources().values() if r["Type"] == "AWS::Lambda::Function"]
+        emitted = {f["Properties"]["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"] for f in functions}
+        assert emitted == {name}
+        assert _custom_metric_services(stack, namespace) == {name}
+        seen[name] = emitted
+    assert seen["runway-archiver"].isdisjoint(seen["runway-archiver-staging"])
 
 
 @pytest.mark.parametrize("days", [1, 7, 29])

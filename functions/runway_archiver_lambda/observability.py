@@ -44,8 +44,9 @@ def tracing_disabled() -> bool:
 
 @functools.cache
 def metrics() -> Metrics:
-    """The functions' Metrics, made on first use (its namespace is read then)."""
-    return Metrics(service=SERVICE_NAME)
+    """The functions' Metrics, made on first use: its namespace and its `service` dimension (the
+    stack's name, one series per stack) are read from the function's environment then."""
+    return Metrics(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "").strip() or SERVICE_NAME)
 
 
 def entry_point(handler: Callable[[Any, Any], Any]) -> Callable[..., Any]:

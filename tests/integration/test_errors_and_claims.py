@@ -302,12 +302,11 @@ def test_a_configuration_error_is_counted_in_the_metric_its_alarm_watches(
     # ConfigurationErrorsAlarm watches (tests/test_template.py pins the alarm on this metric)
     assert summary["configuration_error"]
     emitted = _emitted(capsys.readouterr().out, "ConfigurationErrors")
-    assert emitted == [("RunwayArchiver", {"service": "runway-archiver"}, 1.0)]
+    service = archive.stack.stack_name  # the stack's own series (tests/test_template.py: one per stack)
+    assert emitted == [("RunwayArchiver", {"service": service}, 1.0)]
     assert archive.item("task-cfg")["status"] == "PENDING"
 
     # and once the key is right, the next run says 0 (the alarm returns to OK)
     feed.api_key = API_KEY
     archive.run(minutes(1))
-    assert _emitted(capsys.readouterr().out, "ConfigurationErrors") == [
-        ("RunwayArchiver", {"service": "runway-archiver"}, 0.0)
-    ]
+    assert _emitted(capsys.readouterr().out, "ConfigurationErrors") == [("RunwayArchiver", {"service": service}, 0.0)]
