@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     import boto3
 
 DEFAULT_STACK = "runway-archiver"
+BATCH_GET_LIMIT = 100  # keys per BatchGetItem request, DynamoDB's maximum
 STATUSES = (PENDING, *TERMINAL_STATUSES, FORGOTTEN)  # FORGOTTEN: the tombstone `forget` leaves
 # What `list` shows of each item (and all it reads of it).
 LIST_ATTRIBUTES = (
@@ -170,10 +171,12 @@ class Archive:
             rows = self._batch_get(keys, projection, names)
         return sorted(rows, key=lambda row: str(row["task_id"]))
 
-    def keys_with_status(self, status: str) -> Iterator[dict[str, Any]]:
-        """Keys of the tasks with that status, page after page: a keys-only Query on the status index."""
+    def keys_with_status(self, status: str, page_size: int | None = None) -> Iterator[dict[str, Any]]:
+        """Keys of the tasks with that status, page after page: a keys-only Query on the status index
+        (pages of up to 1 MB unless a `page_size` bounds what is held at once)."""
         pages = self._pages(
             self.table.query,
+            **({"Limit": page_size} if page_size else {}),
             IndexName=STATUS_INDEX,
             KeyConditionExpression="#status = :status",
             ExpressionAttributeNames={"#status": "status"},
@@ -198,9 +201,9 @@ class Archive:
 
     def _batch_get(self, keys: list[dict[str, Any]], projection: str, names: dict[str, str]) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
-        for start in range(0, len(keys), 100):
+        for start in range(0, len(keys), BATCH_GET_LIMIT):
             request: dict[str, Any] = {
-                self.table.name: {"Keys": keys[start : start + 100], "ProjectionExpression": projection}
+                self.table.name: {"Keys": keys[start : start + BATCH_GET_LIMIT], "ProjectionExpression": projection}
                 | {"ExpressionAttributeNames": names}
             }
             while request:

@@ -12,15 +12,16 @@ import io
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from runway_archiver_lambda.clock import iso_utc
 from runway_archiver_lambda.events import BASE_ASSET_ROLES, EventPublisher, build_event, encode
-from runway_archiver_lambda.tasks import ARCHIVED, FORGOTTEN, STATUS_INDEX, UNANNOUNCED, from_dynamo
+from runway_archiver_lambda.tasks import ARCHIVED, FORGOTTEN, UNANNOUNCED, from_dynamo
 
-from .archive import Archive, OperatorError, pages
+from .archive import BATCH_GET_LIMIT, Archive, OperatorError, pages
 
 __all__ = ["FORGOTTEN", "archived_task_ids", "export_rows", "forget", "verify_task", "write_export"]
 
@@ -184,18 +185,10 @@ def export_rows(archive: Archive, status: str | None = None, page_size: int = 50
         ):
             yield from (_row(from_dynamo(item)) for item in items)
         return
-    for keys in pages(
-        archive.table.query,
-        IndexName=STATUS_INDEX,
-        KeyConditionExpression="#status = :status",
-        ExpressionAttributeNames={"#status": "status"},
-        ExpressionAttributeValues={":status": status},
-        ProjectionExpression="task_id",
-        Limit=100,  # BatchGetItem takes at most 100 keys
-    ):
-        if keys:
-            items = archive.items([{"task_id": k["task_id"]} for k in keys], EXPORT_ATTRIBUTES)
-            yield from (_row(item) for item in sorted(items, key=lambda row: str(row["task_id"])))
+    keys = archive.keys_with_status(status, page_size=BATCH_GET_LIMIT)  # one BatchGetItem's worth held at a time
+    while batch := list(islice(keys, BATCH_GET_LIMIT)):
+        items = archive.items(batch, EXPORT_ATTRIBUTES)
+        yield from (_row(item) for item in sorted(items, key=lambda row: str(row["task_id"])))
 
 
 def _row(item: dict[str, Any]) -> dict[str, Any]:
