@@ -91,6 +91,16 @@ class StoredAsset:
         }
 
 
+def object_metadata(task_id: str, role: str, sha256: str | None = None) -> dict[str, str]:
+    """What every archived object says of itself (S3 user metadata): task, role and, once known, SHA-256."""
+    return {"task-id": task_id, "role": role, **({"sha256": sha256} if sha256 else {})}
+
+
+def base64_sha256(hexdigest: str) -> str:
+    """A SHA-256 as S3 states a checksum (base64 of the digest)."""
+    return base64.b64encode(bytes.fromhex(hexdigest)).decode()
+
+
 def composite_sha256(part_checksums: list[str]) -> str:
     """A multipart object's checksum as S3 composes it: the SHA-256 of the parts' SHA-256s, and their number."""
     whole = hashlib.sha256(b"".join(base64.b64decode(part) for part in part_checksums)).digest()
@@ -318,7 +328,9 @@ class MediaArchiver:
         reader = _HashingReader(response, expected, self._max_bytes, deadline or float("inf"))
         # A file copied out of the bucket still says what it is. The SHA-256 is known before the object
         # is created only for a single-request upload; a multipart one is re-stamped with it (_restamp).
-        self._receipts.expect(self._bucket, key, lambda: {"sha256": reader.hexdigest} if reader.finished else {})
+        self._receipts.expect(
+            self._bucket, key, lambda: object_metadata(task_id, role, reader.hexdigest) if reader.finished else {}
+        )
         try:
             self._s3.upload_fileobj(
                 cast("IO[bytes]", reader),  # file-like enough: s3transfer only calls read()
@@ -327,7 +339,7 @@ class MediaArchiver:
                 ExtraArgs={
                     "ContentType": content_type,
                     "ChecksumAlgorithm": CHECKSUM_ALGORITHM,
-                    "Metadata": {"task-id": task_id, "role": role},
+                    "Metadata": object_metadata(task_id, role),
                 },
                 Config=self._transfer,
             )
@@ -368,7 +380,7 @@ class MediaArchiver:
                 ExtraArgs={
                     "MetadataDirective": "REPLACE",
                     "ContentType": asset.content_type,
-                    "Metadata": {"task-id": task_id, "role": role, "sha256": asset.sha256},
+                    "Metadata": object_metadata(task_id, role, asset.sha256),
                     "ChecksumAlgorithm": CHECKSUM_ALGORITHM,
                 },
                 Config=self._restamp_config,
@@ -381,7 +393,7 @@ class MediaArchiver:
         if not checksum and not receipt.multipart:
             # One CopyObject with ChecksumAlgorithm=SHA256: S3 stores the object's SHA-256, which we
             # computed; an emulator may leave it out of its answer.
-            checksum = base64.b64encode(bytes.fromhex(asset.sha256)).decode()
+            checksum = base64_sha256(asset.sha256)
         return replace(asset, version_id=receipt.version_id, checksum_sha256=checksum)
 
     def put_manifest(self, task_id: str, manifest: dict[str, Any]) -> StoredAsset:
@@ -396,7 +408,7 @@ class MediaArchiver:
                 Body=body,
                 ContentType="application/json",
                 ChecksumAlgorithm=CHECKSUM_ALGORITHM,
-                Metadata={"task-id": task_id, "role": "manifest", "sha256": digest.hexdigest()},
+                Metadata=object_metadata(task_id, "manifest", digest.hexdigest()),
             )
         except (ClientError, BotoCoreError) as exc:
             raise MediaError(f"writing s3://{self._bucket}/{key} failed: {_s3_error(exc)}") from exc
@@ -407,7 +419,7 @@ class MediaArchiver:
             digest.hexdigest(),
             "application/json",
             version_id=answer.get("VersionId"),
-            checksum_sha256=answer.get("ChecksumSHA256") or base64.b64encode(digest.digest()).decode(),
+            checksum_sha256=answer.get("ChecksumSHA256") or base64_sha256(digest.hexdigest()),
         )
 
     def _open(self, url: str) -> urllib3.BaseHTTPResponse:
