@@ -365,14 +365,13 @@ class TaskStore:
         False (nothing changed) when the task is not FAILED or EXPIRED, its outcome is still being
         announced, or a run holds it.
         """
-        names = {f"#r{i}": name for i, name in enumerate(RETRY_REMOVES)} | {"#status": "status"}
-        removes = ", ".join(f"#r{i}" for i in range(len(RETRY_REMOVES)))
+        removes, names = _remove_clause(RETRY_REMOVES)
         attributes = self._conditional_update(
             task_id,
-            f"SET #status = :pending, retried_at = :at REMOVE {removes}",
+            f"SET #status = :pending, retried_at = :at{removes}",
             "#status IN (:failed, :expired) AND attribute_not_exists(outbox) AND " + _LEASE_FREE,
             {":pending": PENDING, ":failed": FAILED, ":expired": EXPIRED, ":at": retried_at, ":wall_now": wall_now},
-            names=names,
+            names={**names, "#status": "status"},
             returns="NONE",
         )
         return attributes is not None
@@ -395,15 +394,13 @@ class TaskStore:
     def tombstone(self, task_id: str, attributes: Iterable[str], forgotten_at: str, wall_now: int) -> bool:
         """Forget a task: status FORGOTTEN, and of `attributes` (the item's, as read) all but
         TOMBSTONE_KEEPS go. False when the task is gone or a run has claimed it meanwhile."""
-        gone = [name for name in attributes if name not in TOMBSTONE_KEEPS]
-        names = {f"#r{i}": name for i, name in enumerate(gone)} | {"#status": "status"}
-        removes = ", ".join(f"#r{i}" for i in range(len(gone)))
+        removes, names = _remove_clause([name for name in attributes if name not in TOMBSTONE_KEEPS])
         written = self._conditional_update(
             task_id,
-            "SET #status = :forgotten, forgotten_at = :at" + (f" REMOVE {removes}" if removes else ""),
+            f"SET #status = :forgotten, forgotten_at = :at{removes}",
             "attribute_exists(task_id) AND " + _LEASE_FREE,
             {":forgotten": FORGOTTEN, ":at": forgotten_at, ":wall_now": wall_now},
-            names=names,
+            names={**names, "#status": "status"},
             returns="NONE",
         )
         return written is not None
@@ -441,6 +438,12 @@ class TaskStore:
             ExpressionAttributeNames={"#status": "status"},
             ExpressionAttributeValues={":forgotten": FORGOTTEN},
         )
+
+
+def _remove_clause(attributes: Iterable[str]) -> tuple[str, dict[str, str]]:
+    """` REMOVE #r0, #r1...` for these attributes (any name, reserved words too) and its names; "" for none."""
+    names = {f"#r{i}": name for i, name in enumerate(attributes)}
+    return (f" REMOVE {', '.join(names)}" if names else ""), names
 
 
 def _claim(task_id: str, run_id: str, attributes: Mapping[str, Any]) -> Claim:
