@@ -59,7 +59,7 @@ def child(mode: str, url: str, source: str | None) -> dict[str, Any]:
             written.append(args[0])
 
     # The time of the copy inside S3 that re-stamps a multipart upload with its SHA-256 (from
-    # s3transfer's HeadObject to the CopyObject's answer): moto copies locally; S3's time differs.
+    # the CopyObject's request to its answer): moto copies locally; S3's time differs.
     restamp: dict[str, float] = {}
 
     def mark(name: str) -> Any:
@@ -69,7 +69,7 @@ def child(mode: str, url: str, source: str | None) -> dict[str, Any]:
         return hook
 
     session = boto3.session.Session()
-    session.events.register("before-call.s3.HeadObject", mark("started"))
+    session.events.register("before-call.s3.CopyObject", mark("started"))
     session.events.register("after-call.s3.CopyObject", mark("ended"))
     poller = build_poller(os.environ, session)
     bucket = os.environ["BUCKET_NAME"]

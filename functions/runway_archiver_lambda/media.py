@@ -371,20 +371,20 @@ class MediaArchiver:
         source = {"Bucket": asset.bucket, "Key": asset.key}
         if asset.version_id:
             source["VersionId"] = asset.version_id  # never a version another writer made meanwhile
+        stamp: dict[str, Any] = {
+            "MetadataDirective": "REPLACE",
+            "ContentType": asset.content_type,
+            "Metadata": object_metadata(task_id, role, asset.sha256),
+            "ChecksumAlgorithm": CHECKSUM_ALGORITHM,
+        }
         self._receipts.expect(asset.bucket, asset.key, dict)
         try:
-            self._s3.copy(
-                source,  # type: ignore[arg-type]  # boto3-stubs wants a CopySourceTypeDef; this is one
-                asset.bucket,
-                asset.key,
-                ExtraArgs={
-                    "MetadataDirective": "REPLACE",
-                    "ContentType": asset.content_type,
-                    "Metadata": object_metadata(task_id, role, asset.sha256),
-                    "ChecksumAlgorithm": CHECKSUM_ALGORITHM,
-                },
-                Config=self._restamp_config,
-            )
+            if asset.size < SINGLE_COPY_LIMIT:
+                # One CopyObject, as s3transfer would send below its threshold, without the HeadObject
+                # it sends first to learn a size we already know.
+                self._s3.copy_object(CopySource=source, Bucket=asset.bucket, Key=asset.key, **stamp)  # type: ignore[arg-type]
+            else:
+                self._s3.copy(source, asset.bucket, asset.key, ExtraArgs=stamp, Config=self._restamp_config)  # type: ignore[arg-type]
         except (ClientError, BotoCoreError) as exc:
             self._receipts.take(asset.bucket, asset.key)
             raise MediaError(f"re-stamping s3://{asset.bucket}/{asset.key} failed: {_s3_error(exc)}") from exc
