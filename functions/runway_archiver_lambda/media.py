@@ -241,8 +241,8 @@ def streaming_transfer_config(
 
 
 def restamp_transfer_config(part_size: int = 8 * MiB, concurrency: int = 4) -> TransferConfig:
-    """A copy inside S3 (no bytes through the function): one CopyObject up to SINGLE_COPY_LIMIT,
-    parts of the upload's size above it (S3's composite is then that of the upload's part size)."""
+    """The re-stamp of a file over SINGLE_COPY_LIMIT (smaller ones are one CopyObject): a copy inside
+    S3 in parts of the upload's size, so S3's composite is that of the upload's part size."""
     return TransferConfig(
         multipart_threshold=SINGLE_COPY_LIMIT,
         multipart_chunksize=part_size,
