@@ -55,6 +55,7 @@ def build_event(
     provider_name: str | None = None,
     dialect: str | None = None,
     manifest: Mapping[str, Any] | None = None,
+    model_family: str | None = None,
 ) -> dict[str, Any]:
     return {
         "specversion": "1.0",
@@ -77,6 +78,8 @@ def build_event(
             "dialect": dialect,
             # Additive (issue 15): the manifest beside the media (null unless ARCHIVED).
             "manifest": manifest,
+            # Additive: the model family whose task this is (runway, kling, sora...).
+            "model_family": model_family,
         },
     }
 
@@ -100,5 +103,7 @@ class EventPublisher:
         }
         if event["data"].get("provider_name"):  # events recorded before it existed have none
             attributes["provider"] = {"DataType": "String", "StringValue": event["data"]["provider_name"]}
+        if event["data"].get("model_family"):  # nor this, before model families
+            attributes["model_family"] = {"DataType": "String", "StringValue": event["data"]["model_family"]}
         response = self._sns.publish(TopicArn=self._topic_arn, Message=message, MessageAttributes=attributes)
         return response["MessageId"]

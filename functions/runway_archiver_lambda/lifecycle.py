@@ -19,7 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from . import events
 from .clock import iso_utc
 from .errors import MediaError, Persistence
-from .feed import FeedAnswer, FeedError, FeedErrorKind, Progress
+from .feed import DEFAULT_FAMILY, FeedAnswer, FeedError, FeedErrorKind, Progress, family_named, known_families
 from .observability import logger
 from .tasks import ARCHIVED, EXPIRED, FAILED, Claim, LeaseLost, from_dynamo
 
@@ -127,8 +127,12 @@ class TaskLifecycle:
             reason = "task_id is not a valid identifier (letters, digits, '_', '.', ':', '-'; at most 200)"
             self.finish(claim, None, Outcome(FAILED, reason))
             return
+        family = family_named(_stored_text(claim, "model_family"))
+        if family is None or not family.serves(self.p.feed.provider):
+            self.finish(claim, None, Outcome(FAILED, self.unserved(claim)))  # no call: nobody here can ask
+            return
         try:
-            answer = self.p.feed.fetch(claim.task_id)
+            answer = self.p.feed.fetch(claim.task_id, family)
         except FeedError as exc:
             self.summary.add(poll_errors=1)
             logger.warning(
@@ -154,6 +158,18 @@ class TaskLifecycle:
         else:
             self.keep_pending(claim, answer)
 
+    def unserved(self, claim: Claim) -> str:
+        name = _stored_text(claim, "model_family")
+        if family_named(name) is None:
+            return f"provider {name!r} is not one this archiver knows ({known_families()})"
+        return f"provider {name!r} is not served by this stack: its Provider is {self.p.feed.provider.value}"
+
+    def provider_name(self, claim: Claim) -> str:
+        """Whose API answered, as the event's `provider_name` says: for Runway's tasks the stack's
+        provider (cometapi | runway, as always), for another family's its name."""
+        family = _stored_text(claim, "model_family") or DEFAULT_FAMILY
+        return self.p.feed.provider.value if family == DEFAULT_FAMILY else family
+
     def persistence_of(self, error: FeedError, claim: Claim) -> Persistence:
         """`task_not_exist` is what a task created moments ago may answer: wait it out while the task is new."""
         if error.kind is FeedErrorKind.TASK_NOT_FOUND and (
@@ -165,6 +181,9 @@ class TaskLifecycle:
     # -- archive --------------------------------------------------------------------------
     def archive(self, claim: Claim, answer: FeedAnswer) -> None:
         urls = media_urls(answer)
+        family = family_named(answer.family)
+        auth = self.p.feed.media_auth(family) if family else None
+        folder = archive_folder(answer.family)
         assets: dict[str, StoredAsset | None] = {}
         with self.p.copy_slots:
             # The copy must end in time for its outcome to be recorded before the invocation does.
@@ -176,7 +195,9 @@ class TaskLifecycle:
                     assets[role] = None  # absent in the answer: recorded as absent, not an error
                     continue
                 try:
-                    assets[role] = self.p.media.copy(claim.task_id, role, url, deadline=deadline)
+                    assets[role] = self.p.media.copy(
+                        claim.task_id, role, url, deadline=deadline, auth=auth, folder=folder
+                    )
                 except MediaError as exc:  # a refused address (AddressRefused) is a failed copy too
                     self.summary.add(archive_errors=1)
                     logger.warning(
@@ -190,7 +211,7 @@ class TaskLifecycle:
         try:
             # After the media (it lists them), before the item (which names it): a manifest is
             # never left naming files that are not there, and an archived item always has one.
-            manifest = self.p.media.put_manifest(claim.task_id, self.manifest(claim, answer, assets))
+            manifest = self.p.media.put_manifest(claim.task_id, self.manifest(claim, answer, assets), folder)
         except MediaError as exc:
             self.summary.add(archive_errors=1)
             logger.warning("writing the manifest failed", extra={"reason": exc.reason})
@@ -204,7 +225,8 @@ class TaskLifecycle:
             "manifest_version": 1,
             "task_id": claim.task_id,
             "status": ARCHIVED,
-            "provider_name": self.p.feed.provider.value,
+            "provider_name": self.provider_name(claim),
+            "model_family": answer.family,
             "dialect": answer.dialect.value,
             "prompt": _text(answer.facts, "prompt"),
             "prompt_en": _text(answer.facts, "prompt_en"),
@@ -245,7 +267,7 @@ class TaskLifecycle:
             return
         polls = claim.poll_count + 1
         delay = poll_delay(polls, self.settings)
-        fields: dict[str, Any] = {"last_polled_at": self.now_iso, **_provider_fields(answer)}
+        fields: dict[str, Any] = {"last_polled_at": self.now_iso, **self.provider_fields(claim, answer)}
         if error:
             fields["last_error"] = error
         if failing_since is not None:
@@ -280,12 +302,17 @@ class TaskLifecycle:
                 prompt_en=_text(facts, "prompt_en"),
                 error=outcome.error,
                 provider=provider,
-                provider_name=self.p.feed.provider.value,
+                provider_name=self.provider_name(claim),
+                model_family=_stored_text(claim, "model_family") or DEFAULT_FAMILY,
                 dialect=dialect,
                 manifest=manifest,
             )
         )
-        fields: dict[str, Any] = {"last_polled_at": self.now_iso, **_provider_fields(answer), "error": outcome.error}
+        fields: dict[str, Any] = {
+            "last_polled_at": self.now_iso,
+            **self.provider_fields(claim, answer),
+            "error": outcome.error,
+        }
         if outcome.status == ARCHIVED:
             fields["assets"] = assets
         if manifest is not None:
@@ -308,6 +335,12 @@ class TaskLifecycle:
         self.summary.add(announced=1)
         self.p.store.mark_announced(claim, self.iso_wall_now())
 
+    def provider_fields(self, claim: Claim, answer: FeedAnswer | None) -> dict[str, Any]:
+        fields = _provider_fields(answer)
+        if answer is not None:
+            fields["provider_name"] = self.provider_name(claim)
+        return fields
+
     # -- the wall clock -------------------------------------------------------------------
     def wall_now(self) -> int:
         # Leases are about real concurrency, so they run on the wall clock, not the run's time.
@@ -325,6 +358,12 @@ def media_urls(answer: FeedAnswer) -> dict[str, str | None]:
     for number, url in enumerate(answer.video_urls[1:], start=2):
         urls[f"video_{number}"] = url
     return urls
+
+
+def archive_folder(family: str) -> str | None:
+    """Where a family's files go under the key prefix: Runway's at `{prefix}/{task_id}/` (the contract
+    since the first version), every other family's at `{prefix}/{family}/{task_id}/`."""
+    return None if family == DEFAULT_FAMILY else family
 
 
 def poll_delay(polls_done: int, settings: Settings) -> int:

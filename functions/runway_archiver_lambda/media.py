@@ -13,7 +13,7 @@ import posixpath
 import threading
 import time
 from dataclasses import dataclass, replace
-from typing import IO, TYPE_CHECKING, Any, ClassVar, Final, cast
+from typing import IO, TYPE_CHECKING, Any, ClassVar, Final, Protocol, cast
 from urllib.parse import urljoin, urlsplit
 
 import urllib3
@@ -43,6 +43,12 @@ _EXTENSIONS = {
     "image/gif": ".gif",
 }
 _GENERIC_TYPES = frozenset({"application/octet-stream", "binary/octet-stream"})
+
+
+class HopHeaders(Protocol):
+    """Headers for one hop of a download (`feed.MediaAuth`: the key, to the API's own host only)."""
+
+    def headers_for(self, url: str) -> dict[str, str]: ...
 
 
 class MediaTooLarge(MediaError):
@@ -299,18 +305,32 @@ class MediaArchiver:
             retry_after_max=10,
         )
 
-    def key_for(self, task_id: str, role: str, extension: str) -> str:
-        return f"{self._prefix}/{task_id}/{role}{extension}"
+    def key_for(self, task_id: str, role: str, extension: str, folder: str | None = None) -> str:
+        return f"{self._task_folder(task_id, folder)}/{role}{extension}"
 
-    def copy(self, task_id: str, role: str, url: str, *, deadline: float | None = None) -> StoredAsset:
-        """Copy one URL to `{prefix}/{task_id}/{role}{ext}`; the same key on every retry.
+    def _task_folder(self, task_id: str, folder: str | None) -> str:
+        """`{prefix}/{task_id}` (Runway's tasks, as always), or `{prefix}/{folder}/{task_id}` (another family's)."""
+        return f"{self._prefix}/{folder}/{task_id}" if folder else f"{self._prefix}/{task_id}"
+
+    def copy(
+        self,
+        task_id: str,
+        role: str,
+        url: str,
+        *,
+        deadline: float | None = None,
+        auth: HopHeaders | None = None,
+        folder: str | None = None,
+    ) -> StoredAsset:
+        """Copy one URL to `{prefix}/[{folder}/]{task_id}/{role}{ext}`; the same key on every retry.
 
         `deadline` (time.monotonic()) bounds the whole copy; past it the copy is abandoned and the
-        multipart upload aborted, so nothing partial is ever visible in the bucket.
+        multipart upload aborted, so nothing partial is ever visible in the bucket. `auth` gives the
+        headers of each hop (the API key for the API's own host, nothing for any other).
         """
-        response = self._open(url)
+        response = self._open(url, auth)
         try:
-            asset = self._upload(task_id, role, url, response, deadline)
+            asset = self._upload(task_id, role, url, response, deadline, folder)
         except BaseException:
             response.close()  # a half-read body must not go back to the pool
             raise
@@ -318,13 +338,19 @@ class MediaArchiver:
         return asset
 
     def _upload(
-        self, task_id: str, role: str, url: str, response: urllib3.BaseHTTPResponse, deadline: float | None
+        self,
+        task_id: str,
+        role: str,
+        url: str,
+        response: urllib3.BaseHTTPResponse,
+        deadline: float | None,
+        folder: str | None = None,
     ) -> StoredAsset:
         content_type = _accepted_content_type(role, self.kind_of(role), response, url)
         expected = _content_length(response)
         if expected is not None and expected > self._max_bytes:
             raise MediaTooLarge(f"Content-Length {expected} exceeds the limit of {self._max_bytes} bytes")
-        key = self.key_for(task_id, role, _extension(content_type, url))
+        key = self.key_for(task_id, role, _extension(content_type, url), folder)
         reader = _HashingReader(response, expected, self._max_bytes, deadline or float("inf"))
         # A file copied out of the bucket still says what it is. The SHA-256 is known before the object
         # is created only for a single-request upload; a multipart one is re-stamped with it (_restamp).
@@ -396,9 +422,9 @@ class MediaArchiver:
             checksum = base64_sha256(asset.sha256)
         return replace(asset, version_id=receipt.version_id, checksum_sha256=checksum)
 
-    def put_manifest(self, task_id: str, manifest: dict[str, Any]) -> StoredAsset:
-        """Write `{prefix}/{task_id}/task.json` (after the media, before the item names it)."""
-        key = f"{self._prefix}/{task_id}/{MANIFEST_NAME}"
+    def put_manifest(self, task_id: str, manifest: dict[str, Any], folder: str | None = None) -> StoredAsset:
+        """Write `{prefix}/[{folder}/]{task_id}/task.json` (after the media, before the item names it)."""
+        key = f"{self._task_folder(task_id, folder)}/{MANIFEST_NAME}"
         body = json.dumps(manifest, indent=2, sort_keys=True).encode()
         digest = hashlib.sha256(body)
         try:
@@ -422,8 +448,9 @@ class MediaArchiver:
             checksum_sha256=answer.get("ChecksumSHA256") or base64_sha256(digest.hexdigest()),
         )
 
-    def _open(self, url: str) -> urllib3.BaseHTTPResponse:
-        """GET `url`, following at most MAX_REDIRECTS redirects, each hop checked again."""
+    def _open(self, url: str, auth: HopHeaders | None = None) -> urllib3.BaseHTTPResponse:
+        """GET `url`, following at most MAX_REDIRECTS redirects, each hop checked again (and given
+        only its own headers: a redirect off the API's host goes without the key)."""
         current = url
         for _ in range(MAX_REDIRECTS + 1):
             self._guard.check_url(current)
@@ -431,6 +458,7 @@ class MediaArchiver:
                 response = self._http.request(
                     "GET",
                     current,
+                    headers=auth.headers_for(current) if auth else None,
                     preload_content=False,
                     redirect=False,
                     retries=self._retry,

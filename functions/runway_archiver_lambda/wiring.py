@@ -40,6 +40,7 @@ def build_poller(environ: Mapping[str, str], session: boto3.session.Session | No
         settings.feed_base_url,
         api_key,
         provider=settings.provider,
+        gateway_base_url=settings.api_base_url,
         api_version=settings.api_version,
         timeout=timeout,
         http=urllib3.PoolManager(maxsize=settings.poll_concurrency, block=True),

@@ -67,12 +67,13 @@ def test_the_completion_event_is_a_cloudevent_with_filterable_attributes(
     assert isinstance(event["id"], str) and event["id"]
     data = event["data"]
     # The contract's fields, the two added by issue 11 (additive): who answered, in which shape,
-    # and the manifest added by issue 15.
+    # the manifest added by issue 15, and the task's model family (additive too).
     assert set(data) == {
         "task_id", "status", "assets", "prompt", "prompt_en", "error", "provider", "provider_name", "dialect",
-        "manifest",
+        "manifest", "model_family",
     }  # fmt: skip
     assert data["provider_name"] == "cometapi"
+    assert data["model_family"] == "runway"  # an item without one is Runway's
     assert data["dialect"] == "feed-2024"
     assert data["task_id"] == "task-ev"
     assert data["status"] == "ARCHIVED"
@@ -85,7 +86,12 @@ def test_the_completion_event_is_a_cloudevent_with_filterable_attributes(
         assert asset["bucket"] == archive.stack.bucket_name
     assert data["provider"]["status"] == "3"
     assert data["provider"]["video_url"].endswith("/media/task-ev/video.mp4")
-    assert event["_attributes"] == {"type": "runway.task.archived", "status": "ARCHIVED", "provider": "cometapi"}
+    assert event["_attributes"] == {
+        "type": "runway.task.archived",
+        "status": "ARCHIVED",
+        "provider": "cometapi",
+        "model_family": "runway",
+    }
     # the event stored on the item is the event that was published
     assert archive.item("task-ev")["announced_at"]
 
@@ -127,7 +133,12 @@ def test_a_failed_task_is_recorded_with_the_providers_message_and_announced(
     assert event["type"] == "runway.task.failed"
     assert event["data"]["error"] == "Generation failed: content moderation"
     assert event["data"]["assets"] == {"video": None, "poster": None, "last_frame": None}
-    assert event["_attributes"] == {"type": "runway.task.failed", "status": "FAILED", "provider": "cometapi"}
+    assert event["_attributes"] == {
+        "type": "runway.task.failed",
+        "status": "FAILED",
+        "provider": "cometapi",
+        "model_family": "runway",
+    }
 
 
 def test_queued_and_running_tasks_stay_pending_and_are_polled_again(
