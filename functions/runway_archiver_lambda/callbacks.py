@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .apikey import SecretUnavailable
+from .feed import family_named, known_families
 from .lifecycle import VALID_TASK_ID
 from .tasks import FORGOTTEN, PENDING
 from .workqueue import CALLBACK, WorkRequest
@@ -29,6 +30,9 @@ if TYPE_CHECKING:
 
 TOKEN_HEADER = "x-archiver-token"  # noqa: S105 - the header's name, not a secret
 TOKEN_PARAMETER = "token"  # noqa: S105 - the query parameter's name, not a secret
+# The callback URL given to a model's provider may name the tasks' model family (`&provider=kling`):
+# used only when the callback registers a task it does not know (ALLOW_CALLBACK_REGISTRATION).
+PROVIDER_PARAMETER = "provider"
 
 
 @dataclass(frozen=True)
@@ -51,12 +55,15 @@ class Callbacks:
         self.queue = queue
         self.token = token
 
-    def accept(self, presented_token: str | None, body: bytes) -> Reply:
+    def accept(self, presented_token: str | None, body: bytes, provider: str | None = None) -> Reply:
         checked = self._check(presented_token, body)
         if isinstance(checked, Reply):
             return checked
+        family = family_named(provider) if provider is not None else None
+        if provider is not None and family is None:
+            return Reply(400, "malformed", f"unknown provider {provider[:40]!r}: known are {known_families()}", checked)
         try:
-            return self._hint(checked)
+            return self._hint(checked, family.name if family else None)
         except (ClientError, BotoCoreError):
             return Reply(503, "unavailable", "the archive could not take the callback; try again later", checked)
 
@@ -77,12 +84,12 @@ class Callbacks:
             return Reply(400, "malformed", "task_id is not a valid identifier")
         return task_id
 
-    def _hint(self, task_id: str) -> Reply:
+    def _hint(self, task_id: str, model_family: str | None = None) -> Reply:
         item = self.store.get(task_id)
         if item is None:
             if not self.settings.allow_registration:
                 return Reply(404, "unknown", "unknown task id", task_id)
-            self.store.register(task_id)
+            self.store.register(task_id, model_family)
             outcome = "registered"
         elif item.get("status") == FORGOTTEN:
             # Its tombstone: the task was erased on purpose; a late callback must not bring it back.

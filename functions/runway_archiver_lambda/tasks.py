@@ -17,7 +17,10 @@ this is all of them (an "ISO time" is `2026-11-24T12:00:00Z`, see clock.iso_utc)
     last_error       why the last poll or copy failed (stays until retry removes it)
     failing_since    epoch seconds since when a persistent error has lasted (its grace period counts from it)
     provider         the provider's answer as received (a map)
-    provider_name    cometapi | runway; a tombstone keeps it
+    provider_name    whose API answered: cometapi | runway for Runway's tasks, the family's name
+                     (kling, sora...) for another family's; a tombstone keeps it
+    model_family     the model family the task belongs to (runway, kling, sora...: feed/families/),
+                     set at registration; absent means runway, as for every item made before families
     dialect          the shape the answer came in (feed.Dialect)
     provider_status, provider_state, provider_progress, upstream_status, failure_code
                      the provider's own words for the task's state, progress and failure
@@ -85,7 +88,7 @@ RETRY_REMOVES = (
     "failure_code",
 )
 # What a tombstone keeps of the item (forgotten_at and its own event are added).
-TOMBSTONE_KEEPS = ("task_id", "provider_name", "status")
+TOMBSTONE_KEEPS = ("task_id", "provider_name", "status", "model_family")
 
 _LEASE_FREE = "(attribute_not_exists(lease_until) OR lease_until <= :wall_now)"
 _DUE_AND_LEASE_FREE = "(attribute_not_exists(next_poll_at) OR next_poll_at <= :now) AND " + _LEASE_FREE
@@ -334,13 +337,12 @@ class TaskStore:
             raise
 
     # -- registration -----------------------------------------------------------------------
-    def register(self, task_id: str) -> bool:
-        """Put a new PENDING task (the contract's minimal item); False if the id is already known,
-        a forgotten task's tombstone included."""
+    def register(self, task_id: str, model_family: str | None = None) -> bool:
+        """Put a new PENDING task (the contract's minimal item, and its model family when one is named);
+        False if the id is already known, a forgotten task's tombstone included."""
+        item = {"task_id": task_id, "status": PENDING, **({"model_family": model_family} if model_family else {})}
         try:
-            self._table.put_item(
-                Item={"task_id": task_id, "status": PENDING}, ConditionExpression="attribute_not_exists(task_id)"
-            )
+            self._table.put_item(Item=item, ConditionExpression="attribute_not_exists(task_id)")
         except ClientError as exc:
             if is_conditional_check_failed(exc):
                 return False

@@ -43,6 +43,7 @@ STATUSES = (PENDING, *TERMINAL_STATUSES, FORGOTTEN)  # FORGOTTEN: the tombstone 
 LIST_ATTRIBUTES = (
     "task_id",
     "status",
+    "model_family",
     "poll_count",
     "last_polled_at",
     "completed_at",

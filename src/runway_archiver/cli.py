@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
 from runway_archiver_lambda.clock import iso_utc
+from runway_archiver_lambda.feed import DEFAULT_FAMILY, known_families
 
 from .archive import (
     EPOCH_ATTRIBUTES,
@@ -31,7 +32,7 @@ from .archive import (
     summary_line,
 )
 from .archive_cli import ARCHIVE_COMMANDS, add_archive_commands
-from .register import invalid_task_ids, register_tasks
+from .register import UnknownProvider, checked_provider, invalid_task_ids, register_tasks
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
@@ -93,6 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
     track.add_argument("task_ids", nargs="*", metavar="TASK_ID")
     track.add_argument(
         "--table", default=os.environ.get(TABLE_VARIABLE), help=f"the table itself (or ${TABLE_VARIABLE})"
+    )
+    track.add_argument(
+        "--provider",
+        metavar="NAME",
+        help=f"the tasks' model family: {known_families()} (default: runway, the stack's default)",
     )
 
     listing = commands.add_parser(
@@ -236,6 +242,10 @@ def _track(args: argparse.Namespace, out: Output) -> int:
         task_ids = [line.strip() for line in sys.stdin if line.strip()]
     if not task_ids:
         return _fail("no task ids given (as arguments or one per line on stdin)", 2)
+    try:
+        provider = checked_provider(args.provider)
+    except UnknownProvider as exc:
+        return _fail(f"nothing registered: {exc}", 2)
     # Every id is checked before anything is written: a bad one registers none.
     refused = invalid_task_ids(task_ids)
     if refused:
@@ -247,7 +257,7 @@ def _track(args: argparse.Namespace, out: Output) -> int:
         )
     archive, session = _archive(args, table=args.table)
     try:
-        result = register_tasks(archive.table, task_ids)
+        result = register_tasks(archive.table, task_ids, provider)
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
             return _fail(f"no table {archive.table.name} in {session.region_name}: check --table or ${TABLE_VARIABLE}")
@@ -271,13 +281,18 @@ def _list(args: argparse.Namespace, out: Output) -> int:
         if not rows:
             yield "no tasks" + (f" with status {args.status}" if args.status else "")
             return
-        yield f"{'TASK_ID':<38} {'STATUS':<9} {'POLLS':>5}  {'LAST SEEN':<20}  {'ANSWERED IN':<19}  DETAIL"
+        yield (
+            f"{'TASK_ID':<38} {'STATUS':<9} {'POLLS':>5}  {'LAST SEEN':<20}  {'ANSWERED IN':<19}  "
+            f"{'PROVIDER':<9} DETAIL"
+        )
         for row in rows:
             when = row.get("completed_at") or row.get("last_polled_at") or ""
             polls = row.get("poll_count", 0)
             answer = " ".join(str(row[name]) for name in ("dialect", "provider_progress") if row.get(name))
+            family = row.get("model_family") or DEFAULT_FAMILY
             yield (
-                f"{row['task_id']!s:<38} {row['status']!s:<9} {polls!s:>5}  {when!s:<20}  {answer:<19}  {_detail(row)}"
+                f"{row['task_id']!s:<38} {row['status']!s:<9} {polls!s:>5}  {when!s:<20}  {answer:<19}  "
+                f"{family!s:<9} {_detail(row)}"
             )
         yield f"{len(rows)} task(s)"
 
@@ -303,6 +318,8 @@ def _show(args: argparse.Namespace, out: Output) -> int:
             if name in hidden or item[name] is None:
                 continue
             yield f"{name:<22} {_epoch(item[name]) if name in EPOCH_ATTRIBUTES else item[name]}"
+        if "model_family" not in item:
+            yield f"{'model_family':<22} {DEFAULT_FAMILY} (the default: the item names none)"
         for role, found in details["objects"].items():
             if found is None:
                 yield f"{role:<22} absent (the provider gave none)"

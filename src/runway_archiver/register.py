@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import boto3
 
+from runway_archiver_lambda.feed import family_named, known_families
 from runway_archiver_lambda.tasks import FORGOTTEN, TaskStore
 
 if TYPE_CHECKING:
@@ -30,13 +31,30 @@ class Registration:
     forgotten: list[str] = field(default_factory=list)
 
 
-def register_tasks(table: str | Table, task_ids: Iterable[str]) -> Registration:
+class UnknownProvider(ValueError):
+    """A registration names a model family no module of this archiver serves."""
+
+
+def checked_provider(provider: str | None) -> str | None:
+    """The family's name as items store it, or None (the default, Runway); an unknown name raises, in one line."""
+    if provider is None:
+        return None
+    family = family_named(provider) if provider.strip() else None
+    if family is None:
+        raise UnknownProvider(f"unknown provider {provider!r}: known providers are {known_families()}")
+    return family.name
+
+
+def register_tasks(table: str | Table, task_ids: Iterable[str], provider: str | None = None) -> Registration:
     """Register each task id once; an id already in the table is left as it is (never reset).
 
     A forgotten task's tombstone is such an item: it is reported in `forgotten`, never registered again.
+    `provider` names the tasks' model family (runway, kling, sora...; None: the stack's default,
+    Runway); an unknown one raises `UnknownProvider` before anything is written.
 
     `table` is a table name (boto3's default session is used) or a boto3 Table resource.
     """
+    family = checked_provider(provider)
     target = boto3.resource("dynamodb").Table(table) if isinstance(table, str) else table
     store = TaskStore(target)
     result = Registration()
@@ -46,7 +64,7 @@ def register_tasks(table: str | Table, task_ids: Iterable[str]) -> Registration:
         task_id = raw.strip()
         if not task_id:
             raise ValueError("a task id must not be empty")
-        if store.register(task_id):
+        if store.register(task_id, family):
             result.registered.append(task_id)
         elif store.status_of(task_id) == FORGOTTEN:
             result.forgotten.append(task_id)

@@ -9,6 +9,7 @@ never printed) and the stack's alarms.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from runway_archiver_lambda.clock import iso_utc
+from runway_archiver_lambda.feed import DEFAULT_FAMILY
 from runway_archiver_lambda.tasks import PENDING, STATUS_INDEX
 
 from .archive import STATUSES, Archive, summary_line
@@ -50,6 +52,8 @@ class Status:
     alarms_in_alarm: list[str]
     dashboard_url: str | None
     needs_attention: list[str] = field(default_factory=list)
+    # Pending tasks per model family (runway, kling, sora...), among those read for the oldest.
+    pending_by_provider: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -70,6 +74,8 @@ class Status:
             yield "oldest pending   none: no task is pending"
         if self.never_polled:
             yield f"                 {self.never_polled} pending task(s) not yet seen by a run"
+        if self.pending_by_provider:
+            yield "pending by model " + " · ".join(f"{name} {n}" for name, n in self.pending_by_provider.items())
         if self.last_run:
             when = self.last_run["at"]
             age = (now - datetime.fromisoformat(when)).total_seconds()
@@ -105,7 +111,7 @@ def archive_status(archive: Archive, session: boto3.session.Session, now: dateti
     resources = archive.resources
     stuck_minutes = int(resources.parameters.get("StuckTaskAlarmMinutes") or DEFAULT_STUCK_MINUTES)
     tasks = {status: _count(archive, status) for status in STATUSES}
-    oldest, never_polled, limited = _oldest_pending(archive, now)
+    oldest, never_polled, limited, by_provider = _oldest_pending(archive, now)
     poller = archive.function_configuration(resources.poller_function)
     log_group = poller.log_group
     # The secret the poller reads (its environment), else the stack output naming it.
@@ -145,6 +151,7 @@ def archive_status(archive: Archive, session: boto3.session.Session, now: dateti
         tasks=tasks,
         oldest_pending=oldest,
         never_polled=never_polled,
+        pending_by_provider=by_provider,
         pending_read_limited=limited,
         stuck_after_minutes=stuck_minutes,
         last_run=last_run,
@@ -179,15 +186,19 @@ def _count(archive: Archive, status: str) -> int:
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
-def _oldest_pending(archive: Archive, now: datetime) -> tuple[dict[str, Any] | None, int, bool]:
-    """The pending task first seen longest ago, how many no run has seen yet, and whether the read was cut."""
+def _oldest_pending(archive: Archive, now: datetime) -> tuple[dict[str, Any] | None, int, bool, dict[str, int]]:
+    """The pending task first seen longest ago, how many no run has seen yet, whether the read was cut,
+    and the pending tasks per model family."""
     keys = archive.pending_keys(PENDING_READ_LIMIT + 1)
     limited = len(keys) > PENDING_READ_LIMIT
-    rows = archive.items(keys[:PENDING_READ_LIMIT], ("task_id", "first_seen_at", "poll_count", "last_error"))
+    rows = archive.items(
+        keys[:PENDING_READ_LIMIT], ("task_id", "first_seen_at", "poll_count", "last_error", "model_family")
+    )
+    by_provider = dict(sorted(Counter(str(row.get("model_family") or DEFAULT_FAMILY) for row in rows).items()))
     seen = [row for row in rows if row.get("first_seen_at")]
     never_polled = len(rows) - len(seen)
     if not seen:
-        return None, never_polled, limited
+        return None, never_polled, limited, by_provider
     oldest = min(seen, key=lambda row: int(row["first_seen_at"]))
     first_seen = datetime.fromtimestamp(int(oldest["first_seen_at"]), UTC)
     return (
@@ -200,6 +211,7 @@ def _oldest_pending(archive: Archive, now: datetime) -> tuple[dict[str, Any] | N
         },
         never_polled,
         limited,
+        by_provider,
     )
 
 

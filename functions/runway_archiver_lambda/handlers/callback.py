@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.event_handler import LambdaFunctionUrlResolver, Response
 
-from ..callbacks import TOKEN_HEADER, TOKEN_PARAMETER, Callbacks, Reply
+from ..callbacks import PROVIDER_PARAMETER, TOKEN_HEADER, TOKEN_PARAMETER, Callbacks, Reply
 from ..observability import emit_callback_metric, entry_point, logger
 from ..wiring import build_callbacks
 
@@ -26,7 +26,8 @@ _callbacks: Callbacks | None = None
 @app.post("/")
 def callback() -> Response[str]:
     event = app.current_event
-    presented = event.headers.get(TOKEN_HEADER) or (event.query_string_parameters or {}).get(TOKEN_PARAMETER)
+    parameters = event.query_string_parameters or {}
+    presented = event.headers.get(TOKEN_HEADER) or parameters.get(TOKEN_PARAMETER)
     assert _callbacks is not None
     try:
         body = (
@@ -37,7 +38,7 @@ def callback() -> Response[str]:
     except binascii.Error:
         reply = Reply(400, "malformed", "body is not valid base64")
     else:
-        reply = _callbacks.accept(presented, body)
+        reply = _callbacks.accept(presented, body, parameters.get(PROVIDER_PARAMETER))
     emit_callback_metric(reply.outcome)
     log = logger.info if reply.status < 400 else logger.warning
     log("callback answered", extra={"status": reply.status, "outcome": reply.outcome, "task_id": reply.task_id})
