@@ -9,6 +9,13 @@ along a script (e.g. "0 1 3", or words: "queued throttled running succeeded", "f
 "cancelled", "unknown"); media URLs (plain http, as documented) are served from `/media/...`.
 Faults can be queued per task or per media path, for tests and demos. Media bodies are made on
 the fly from a seed, so a 1 GiB video costs no memory and no disk.
+
+Every other model family (`EmulatedTask.family`: kling, sora, veo, luma, minimax, seedance) is
+answered on its own query path as its samples in events/feed/<family>/ are
+(`emulated_families`), its media served by a second server, the CDN, on another port: Sora's and
+Veo's content endpoint (`GET /v1/videos/{id}/content`, refused without the key, HTTP 400 before
+the task is done) streams the file itself or, with `content_redirect`, redirects to the CDN;
+MiniMax's `files/retrieve` (key required) names the file's CDN URL.
 """
 
 from __future__ import annotations
@@ -22,6 +29,9 @@ from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
+
+from . import emulated_families
+from .emulated_families import Route, route_of
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -49,7 +59,8 @@ RUNWAY_STATUSES = {
 }
 DIALECTS = ("feed-2024", "task-envelope", "task-envelope/feed-2024")
 RUNWAY_API_VERSION = "2024-11-06"
-CONTENT_TYPES = {".mp4": "video/mp4", ".png": "image/png", ".jpg": "image/jpeg"}
+CONTENT_TYPES = {".mp4": "video/mp4", ".png": "image/png", ".jpg": "image/jpeg", ".webp": "image/webp"}
+FAMILIES = ("runway", *emulated_families.FAMILIES)
 _BLOCK = 1024 * 1024
 _PIECE = 64 * 1024
 
@@ -135,8 +146,12 @@ class EmulatedTask:
     outputs: int = 1  # output videos when it succeeds (Runway's `output` array)
     not_found_polls: int = 0  # the first polls answer "no such task", as a brand-new id may
     polls: int = 0
+    family: str = "runway"  # whose task: its query path and answers (emulated_families)
+    content_redirect: bool = False  # Sora/Veo: the content endpoint redirects to the CDN instead of streaming
 
     def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise ValueError(f"unknown family {self.family!r}; one of {', '.join(FAMILIES)}")
         if self.dialect not in DIALECTS:
             raise ValueError(f"unknown dialect {self.dialect!r}; one of {', '.join(DIALECTS)}")
         unknown = [step for step in self.script if step not in STEP_WORDS]
@@ -173,10 +188,16 @@ class FeedEmulator:
         self.media_faults: dict[str, deque[Fault]] = defaultdict(deque)
         self.requests: list[tuple[str, str]] = []
         self.feed_headers: list[dict[str, str]] = []
+        # Every media request: which server ("api" or "cdn"), its path, and whether it carried Authorization.
+        self.media_requests: list[tuple[str, str, bool]] = []
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer((host, port), _handler_for(self))
         self._server.daemon_threads = True
+        # The other families' CDN: another origin (port), so a key meant for the API is seen if it leaks here.
+        self._cdn = ThreadingHTTPServer((host, 0), _handler_for(self))
+        self._cdn.daemon_threads = True
         self._thread: threading.Thread | None = None
+        self._cdn_thread: threading.Thread | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
     @property
@@ -194,14 +215,26 @@ class FeedEmulator:
             parameters.update({"Provider": provider, "RunwayApiBaseUrl": self.base_url})
         return parameters
 
+    @property
+    def cdn_url(self) -> str:
+        host, port = self._cdn.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def is_cdn(self, server: object) -> bool:
+        return server is self._cdn
+
     def start(self) -> FeedEmulator:
         self._thread = threading.Thread(target=self._server.serve_forever, name="feed-emulator", daemon=True)
         self._thread.start()
+        self._cdn_thread = threading.Thread(target=self._cdn.serve_forever, name="feed-emulator-cdn", daemon=True)
+        self._cdn_thread.start()
         return self
 
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+        self._cdn.shutdown()
+        self._cdn.server_close()
 
     def __enter__(self) -> FeedEmulator:
         return self.start()
@@ -227,7 +260,8 @@ class FeedEmulator:
 
     def polls(self, task_id: str) -> int:
         """Polls of the task, on the feed (POST) and on Runway's API (GET)."""
-        return sum(1 for method, path in self.requests if path in (f"feed:{task_id}", f"runway:{task_id}"))
+        asked = {f"{prefix}:{task_id}" for prefix in ("feed", *FAMILIES)}
+        return sum(1 for method, path in self.requests if path in asked)
 
     def media_url(self, task_id: str, name: str) -> str:
         return f"{self.base_url}/media/{task_id}/{name}"
@@ -273,7 +307,51 @@ class FeedEmulator:
             return Fault.bare({"error": "Task not found"}, status=404)
         return Fault.bare(self.runway_task(task, status))
 
-    def _next_step(self, task_id: str) -> Fault | tuple[EmulatedTask, str | None] | None:
+    def family_answer(self, route: Route) -> Fault:
+        """What a family's query path answers now: its sample for the task's step, or 404."""
+        if route.family == "retrieve":
+            with self._lock:
+                task = self.tasks.get(route.task_id)
+            if task is None or task.family != "minimax":
+                return Fault.bare({"file": None, "base_resp": {"status_code": 1004, "status_msg": "file not found"}})
+            return Fault.bare(emulated_families.retrieve_answer(task.task_id, self.family_media(task).videos[0]))
+        family = route.family
+        if family == "videos":  # the shared route: the task's own family (a new id: Sora's)
+            with self._lock:
+                known = self.tasks.get(route.task_id)
+            family = known.family if known else "sora"
+        step = self._next_step(route.task_id, family)
+        if isinstance(step, Fault):
+            return step
+        task, status = step if step else (None, None)
+        if task is None or status is None:
+            return Fault.bare({"error": {"message": "Task not found", "type": "invalid_request_error"}}, status=404)
+        media = self.family_media(task)
+        return Fault.bare(emulated_families.answer(task.family, task.task_id, STEP_WORDS[status], media))
+
+    def family_media(self, task: EmulatedTask) -> emulated_families.Media:
+        """The task's media on the CDN (Sora's and Veo's come from the content endpoint instead)."""
+        names = ["video.mp4", *(f"video_{n}.mp4" for n in range(2, task.outputs + 1))]
+        cdn = f"{self.cdn_url}/media/{task.task_id}"
+        return emulated_families.Media(
+            videos=[f"{cdn}/{name}" for name in names],
+            poster=f"{cdn}/poster.png" if task.poster else None,
+            last_frame=f"{cdn}/last_frame.png" if task.last_frame else None,
+        )
+
+    def content_answer(self, route: Route) -> Fault | str:
+        """The content endpoint: a refusal (Fault), or the media path to serve (or redirect to)."""
+        with self._lock:
+            task = self.tasks.get(route.task_id)
+        if task is None or task.family not in emulated_families.CONTENT_FAMILIES:
+            return Fault.bare({"error": {"message": "Task not found", "type": "invalid_request_error"}}, status=404)
+        word = STEP_WORDS[task.status_now()]
+        if word != "succeeded":
+            return Fault.bare(emulated_families.content_not_ready(word), status=400)
+        name = "poster.webp" if route.variant == "thumbnail" else "video.mp4"
+        return f"/media/{task.task_id}/{name}"
+
+    def _next_step(self, task_id: str, family: str = "runway") -> Fault | tuple[EmulatedTask, str | None] | None:
         """A queued fault, or the task and its status at this poll (None: "no such task" yet)."""
         with self._lock:
             queued = self.feed_faults.get(task_id)
@@ -282,7 +360,7 @@ class FeedEmulator:
             task = self.tasks.get(task_id)
             if task is None and self.default_script is not None:
                 task = self.tasks[task_id] = EmulatedTask(
-                    task_id=task_id, script=self.default_script.split(), dialect=self.default_dialect
+                    task_id=task_id, script=self.default_script.split(), dialect=self.default_dialect, family=family
                 )
             if task is None:
                 return None
@@ -434,16 +512,65 @@ class _FeedHandler(BaseHTTPRequestHandler):
         if self.path.startswith("/v1/tasks/"):
             self._runway_task(unquote(self.path.removeprefix("/v1/tasks/")))
             return
+        route = route_of(self.path) if not self.emulator.is_cdn(self.server) else None
+        if route is not None:
+            self._family(route)
+            return
+        self._media(self.path)
+
+    def _media(self, path: str, *, fault_path: str | None = None) -> None:
+        server = "cdn" if self.emulator.is_cdn(self.server) else "api"
         with self.emulator._lock:
             self.emulator.requests.append(("GET", self.path))
-        fault = self.emulator.next_media_fault(self.path)
-        size = self.emulator.media_size(self.path)
+            self.emulator.media_requests.append((server, self.path, "Authorization" in self.headers))
+        fault = self.emulator.next_media_fault(fault_path or path)
+        size = self.emulator.media_size(path)
         if fault is not None and not fault.stream:
             self._send(fault)
         elif size is None:
             self._send(Fault(status=404, body=b"not found", content_type="text/plain"))
         else:
-            self._stream_media(size, fault or Fault(stream=True))
+            self._stream_media(size, fault or Fault(stream=True), path)
+
+    def _family(self, route: Route) -> None:
+        """Another family's query path (Bearer key required), or a media lookup that needs the key."""
+        if route.family == "content":
+            if self.headers.get("Authorization") != f"Bearer {self.emulator.api_key}":
+                with self.emulator._lock:
+                    self.emulator.media_requests.append(("api", self.path, "Authorization" in self.headers))
+                self._send(Fault.http(401))
+                return
+            served = self.emulator.content_answer(route)
+            if isinstance(served, Fault):
+                with self.emulator._lock:
+                    self.emulator.media_requests.append(("api", self.path, True))
+                self._send(served)
+                return
+            with self.emulator._lock:
+                task = self.emulator.tasks[route.task_id]
+            if task.content_redirect:
+                with self.emulator._lock:
+                    self.emulator.media_requests.append(("api", self.path, True))
+                self._send(Fault(status=302, body=b"", headers={"Location": self.emulator.cdn_url + served}))
+                return
+            self._media(served, fault_path=self.path)
+            return
+        with self.emulator._lock:
+            if route.family != "retrieve":
+                self.emulator.requests.append(("GET", f"{self._family_of(route)}:{route.task_id}"))
+            self.emulator.feed_headers.append(dict(self.headers.items()))
+        if self.emulator.latency:
+            time.sleep(self.emulator.latency)
+        if self.headers.get("Authorization") != f"Bearer {self.emulator.api_key}":
+            self._send(Fault.http(401))
+            return
+        self._send(self.emulator.family_answer(route))
+
+    def _family_of(self, route: Route) -> str:
+        if route.family != "videos":
+            return route.family
+        task = self.emulator.tasks.get(route.task_id)
+        return task.family if task else "sora"
 
     def _runway_task(self, task_id: str) -> None:
         """Runway's GET /v1/tasks/{id}: Bearer key and API version required, as Runway does."""
@@ -457,8 +584,9 @@ class _FeedHandler(BaseHTTPRequestHandler):
         else:
             self._send(self.emulator.runway_answer(task_id))
 
-    def _stream_media(self, size: int, how: Fault) -> None:
-        suffix = self.path[self.path.rfind(".") :]
+    def _stream_media(self, size: int, how: Fault, path: str | None = None) -> None:
+        path = path or self.path
+        suffix = path[path.rfind(".") :]
         self.send_response(200)
         content_type = how.stream_content_type or CONTENT_TYPES.get(suffix, "application/octet-stream")
         self.send_header("Content-Type", content_type)
@@ -471,7 +599,7 @@ class _FeedHandler(BaseHTTPRequestHandler):
         sent = 0
         started = time.monotonic()
         bandwidth = self.emulator.media_bytes_per_second
-        for chunk in media_bytes(self.path, size):
+        for chunk in media_bytes(path, size):
             for start in range(0, len(chunk), _PIECE):
                 piece = chunk[start : start + _PIECE][: max(0, limit - sent)]
                 if how.drip_seconds:

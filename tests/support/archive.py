@@ -84,10 +84,10 @@ class Archive:
     def table(self) -> Any:
         return boto3.resource("dynamodb").Table(self.stack.table_name)
 
-    def register(self, *task_ids: str) -> None:
+    def register(self, *task_ids: str, provider: str | None = None) -> None:
         from runway_archiver.register import register_tasks
 
-        register_tasks(self.table, task_ids)
+        register_tasks(self.table, task_ids, provider)
 
     def item(self, task_id: str) -> dict[str, Any]:
         item: dict[str, Any] = self.table.get_item(Key={"task_id": task_id}, ConsistentRead=True)["Item"]

@@ -20,6 +20,7 @@ from .model import (
     FeedAnswer,
     FeedError,
     FeedErrorKind,
+    Progress,
     Provider,
     raise_for_error_envelope,
     request_id_in,
@@ -138,21 +139,39 @@ class FeedClient:
             if exc.kind is not FeedErrorKind.UNAUTHORIZED or self._api_key.refreshed(key) == key:
                 raise
             body = self._request(task_id, self._api_key.current(), chosen)
-        return chosen.read_answer(task_id, body, self._provider, self.base_url_for(chosen))
+        answer = chosen.read_answer(task_id, body, self._provider, self.base_url_for(chosen))
+        if answer.progress is Progress.SUCCEEDED:
+            answer = chosen.resolve_media(answer, lambda url: self._ask(url, chosen))
+        return answer
+
+    def _ask(self, url: str, family: Family) -> Mapping[str, Any]:
+        """A further JSON read from the family's API (MiniMax's files/retrieve), with the key: that host only."""
+        if not same_origin(url, self.base_url_for(family)):
+            raise FeedError(FeedErrorKind.MALFORMED, "a media lookup pointed away from the API's host: not asked")
+        return self._send("GET", url, None, self._headers(self._api_key.current(), family), family)
+
+    def _headers(self, api_key: str, family: Family) -> dict[str, str]:
+        headers = {"Authorization": f"Bearer {api_key}", "Accept": "application/json"}
+        if family.version_header:
+            headers[family.version_header] = self._api_version
+        return headers
 
     def _request(self, task_id: str, api_key: str, family: Family) -> Mapping[str, Any]:
         query = family.query(task_id, self._provider)
-        headers = {"Authorization": f"Bearer {api_key}", "Accept": "application/json", **query.headers}
-        if family.version_header:
-            headers[family.version_header] = self._api_version
+        headers = {**self._headers(api_key, family), **query.headers}
         body = None
         if query.body is not None:
             body = json.dumps(dict(query.body)).encode()
             headers["Content-Type"] = "application/json"
+        return self._send(query.method, self.base_url_for(family) + query.path, body, headers, family)
+
+    def _send(
+        self, method: str, url: str, body: bytes | None, headers: dict[str, str], family: Family
+    ) -> Mapping[str, Any]:
         try:
             response = self._http.request(
-                query.method,
-                self.base_url_for(family) + query.path,
+                method,
+                url,
                 body=body,
                 headers=headers,
                 timeout=self._timeout,

@@ -31,7 +31,7 @@ from .model import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
 DEFAULT_FAMILY = "runway"  # an item without `model_family` is Runway's (every item made before families existed)
 
@@ -77,6 +77,11 @@ class Family:
     def not_found(self, http_status: int, api: Provider) -> bool:
         """An HTTP status that means "no such task" (yet, or any more) for this family."""
         return False
+
+    def resolve_media(self, answer: FeedAnswer, ask: Callable[[str], Mapping[str, Any]]) -> FeedAnswer:
+        """A finished answer whose media need another API call to be found (MiniMax's file id):
+        `ask(url)` GETs a JSON object from the API's own host, with the key. Most families need none."""
+        return answer
 
     def task_object(self, task_id: str, body: Mapping[str, Any]) -> Mapping[str, Any]:
         """The task object inside an answer: an envelope's `data`, or the answer itself (a bare task).
