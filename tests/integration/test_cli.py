@@ -240,6 +240,33 @@ def test_an_unknown_stack_is_one_clear_line(cli: Cli) -> None:
     assert done.stderr.strip() == "runway-archiver: no stack not-deployed in us-east-1: pass --stack or --region"
 
 
+def test_track_names_the_tasks_provider_and_list_show_and_status_say_it(after_one_run: Cli) -> None:
+    after_one_run.feed.add_task("cli-kling", "running", family="kling")
+    tracked = after_one_run("track", "--provider", "Kling", "cli-kling")
+    assert tracked.returncode == 0, tracked.stderr
+    assert tracked.stdout.strip() == "registered cli-kling"
+    row = next(row for row in after_one_run.json("list") if row["task_id"] == "cli-kling")
+    assert row["model_family"] == "kling"
+    listed = after_one_run("list", "--status", "PENDING").stdout.splitlines()
+    assert "PROVIDER" in listed[0]
+    assert "kling" in next(line for line in listed if line.startswith("cli-kling")).split()
+    assert "model_family           kling" in after_one_run("show", "cli-kling").stdout
+    assert "model_family           runway (the default: the item names none)" in after_one_run("show", "cli-done").stdout
+    status = after_one_run("status").stdout
+    assert "pending by model " in status and "kling 1" in status
+
+
+def test_track_refuses_an_unknown_provider_in_one_line_and_registers_nothing(cli: Cli) -> None:
+    done = cli("track", "--provider", "pika", "cli-pika-1", "cli-pika-2")
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.splitlines() == [
+        "runway-archiver: nothing registered: unknown provider 'pika': known providers are kling, luma, minimax, "
+        "runway, seedance, sora, veo"
+    ]
+    assert all(row["task_id"] not in ("cli-pika-1", "cli-pika-2") for row in cli.json("list"))
+
+
 def test_track_without_ids_says_so(cli: Cli) -> None:
     done = cli("track", stdin="")
     assert done.returncode == 2
@@ -327,6 +354,11 @@ def test_local_keeps_an_embedded_archive_up_for_the_other_commands() -> None:
         assert cli("track", "owl", *on_runway).strip() == "registered owl"
         assert "due=1, polled=1, still_pending=1" in cli("run", *on_runway)
         assert "runway-task" in cli("list", *on_runway).splitlines()[1]
+        # a task of another model family, on the same local stack
+        assert cli("track", "--provider", "kling", "kl-local").strip() == "registered kl-local"
+        assert "still_pending=1" in cli("run")
+        kling = next(line for line in cli("list", "--status", "PENDING").splitlines() if line.startswith("kl-local"))
+        assert "kling-task" in kling and " kling " in kling
     finally:
         server.terminate()
         assert server.wait(timeout=30) == 0
