@@ -131,6 +131,26 @@ def test_with_registration_allowed_an_unknown_task_is_registered_and_archived(
     assert len(archive.events()) == 1
 
 
+def test_a_callback_url_naming_a_provider_registers_the_task_as_that_familys(
+    archive: Archive, feed: FeedEmulator
+) -> None:
+    feed.add_task("cgt-cb-1", "succeeded", family="seedance")
+    allowed = {"ALLOW_CALLBACK_REGISTRATION": "true"}
+    body = json.dumps(load_event("feed/seedance/callback-completed.json") | {"task_id": "cgt-cb-1"})
+
+    refused = archive.callback(body, env=allowed, query={"provider": "pika"})
+    response = archive.callback(body, env=allowed, query={"provider": "seedance"})
+
+    assert refused["statusCode"] == 400
+    assert "unknown provider 'pika'" in json.loads(refused["body"])["message"]
+    assert response["statusCode"] == 202
+    assert archive.item("cgt-cb-1")["model_family"] == "seedance"
+    archive.work()
+    item = archive.item("cgt-cb-1")
+    assert item["status"] == "ARCHIVED"
+    assert item["assets"]["video"]["key"] == "runway/seedance/cgt-cb-1/video.mp4"
+
+
 def test_a_callback_for_a_task_already_ended_changes_nothing(
     archive: Archive, feed: FeedEmulator, minutes: Minutes
 ) -> None:

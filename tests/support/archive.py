@@ -169,6 +169,7 @@ class Archive:
         in_header: bool = False,
         env: dict[str, str] | None = None,
         base64_encoded: bool = False,
+        query: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """POST to the callback function's URL as the provider would (the stack's token unless given)."""
         import base64
@@ -184,8 +185,8 @@ class Archive:
         raw = body.encode() if isinstance(body, str) else body
         event["body"] = base64.b64encode(raw).decode() if base64_encoded else raw.decode()
         event["isBase64Encoded"] = base64_encoded
-        event["queryStringParameters"] = {} if in_header or not token else {"token": token}
-        event["rawQueryString"] = f"token={token}" if event["queryStringParameters"] else ""
+        event["queryStringParameters"] = {**({} if in_header or not token else {"token": token}), **(query or {})}
+        event["rawQueryString"] = "&".join(f"{k}={v}" for k, v in event["queryStringParameters"].items())
         if in_header:
             event["headers"]["x-archiver-token"] = token
         response: dict[str, Any] = callback_entry.lambda_handler(
