@@ -8,7 +8,7 @@ import re
 import subprocess
 import sys
 
-from runway_archiver.demo import DEMO_TASKS, LOG_FILE
+from runway_archiver.demo import DEMO_TASKS, FAMILY_TASKS, LOG_FILE
 from runway_archiver.local_aws import REPO_ROOT
 
 
@@ -32,7 +32,14 @@ def test_the_demo_archives_every_task_and_announces_each_once() -> None:
     assert "demo-quick-cat     ARCHIVED" in report
     assert "demo-moderated     FAILED" in report
     assert "runway.task.failed" in report
-    assert report.count("runway.task.archived  ") == 6  # the events' lines
+    assert report.count("runway.task.archived  ") == 6 + len(FAMILY_TASKS)  # the events' lines
+    # one task of every other model family, archived by the same stack, each under its provider's folder
+    for task_id, (_, options) in FAMILY_TASKS.items():
+        family = options["family"]
+        assert f"{task_id:<18} ARCHIVED  polls=3" in report
+        assert f"provider {family}" in report
+        assert f"runway/{family}/{task_id}/video.mp4" in report
+        assert f"provider={family}  model={family}" in report
     # today's task envelope, and Runway's own API as the provider (two outputs: video and video_2)
     assert "demo-envelope-fox  ARCHIVED  polls=3  answered in task-envelope" in report
     assert "demo-runway-owl    ARCHIVED  polls=4  answered in runway-task" in report

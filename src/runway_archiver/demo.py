@@ -7,7 +7,9 @@ envelope, the others in the 2024 page's dialect); the poller is invoked the way 
 invoke it, one scheduled minute at a time, until every task has ended (the worker consumes the work
 queue after each run, as its SQS trigger would; one task finishes early and the emulated provider
 calls back through a local function URL to the callback function). Then a second stack, deployed with
-`Provider=runway`, archives a task through the emulated Runway API. Then the report: per task its
+`Provider=runway`, archives a task through the emulated Runway API. The first stack also archives
+one task of every other model family (Kling, Sora, Veo, Luma, MiniMax, Seedance), each registered
+with its provider and asked on its own path. Then the report: per task its
 outcome, the dialect it was answered in and its S3 objects, the events an SQS queue subscribed
 to each completion topic received, and `runway-archiver status` of the first archive. The
 functions' own log lines go to a file the demo names (and to the emulated CloudWatch Logs, as on
@@ -55,6 +57,15 @@ DEMO_TASKS: dict[str, tuple[str, dict[str, Any]]] = {
     "demo-callback-bird": (" ".join(["1"] * 30 + ["3"]), {}),
 }
 CALLBACK_TASK = "demo-callback-bird"
+# One task of every other model family, in the same stack: registered with `provider=` its family.
+FAMILY_TASKS: dict[str, tuple[str, dict[str, Any]]] = {
+    "demo-kling-panda": ("queued running succeeded", {"family": "kling", "outputs": 2}),
+    "video_demo_otter": ("queued running succeeded", {"family": "sora", "content_redirect": True}),
+    "task_demo_heron": ("queued running succeeded", {"family": "veo"}),
+    "demo-luma-lynx": ("queued running succeeded", {"family": "luma", "outputs": 2}),
+    "demo-minimax-crane": ("queued running succeeded", {"family": "minimax"}),
+    "cgt-demo-koi": ("queued running succeeded", {"family": "seedance"}),
+}
 # Archived by a second stack whose poller asks Runway's own API (Provider=runway).
 RUNWAY_TASKS: dict[str, tuple[str, dict[str, Any]]] = {"demo-runway-owl": ("0 throttled 1 3", {"outputs": 2})}
 RUNWAY_STACK = "runway-archiver-runway-api"
@@ -72,7 +83,7 @@ def run_demo(*, verbose: bool = True) -> int:
         say(f"emulated AWS (moto_server) at {moto.endpoint}; feed emulator at {feed.base_url}")
         if moto.dynamodb:
             say(f"DynamoDB: {moto.dynamodb_engine} at {moto.dynamodb.endpoint}")
-        for task_id, (script, options) in {**DEMO_TASKS, **RUNWAY_TASKS}.items():
+        for task_id, (script, options) in {**DEMO_TASKS, **RUNWAY_TASKS, **FAMILY_TASKS}.items():
             feed.add_task(task_id, script, **options)
 
         session = boto3.session.Session()
@@ -87,8 +98,13 @@ def run_demo(*, verbose: bool = True) -> int:
         sqs = session.client("sqs")
         queue_url = subscribe_queue(sqs, session.client("sns"), stack.topic_arn, "demo-completion-events")
 
-        registered = register_tasks(session.resource("dynamodb").Table(stack.table_name), DEMO_TASKS)
+        table = session.resource("dynamodb").Table(stack.table_name)
+        registered = register_tasks(table, DEMO_TASKS)
         say(f"registered {len(registered.registered)} tasks: {', '.join(registered.registered)}")
+        for task_id, (_, options) in FAMILY_TASKS.items():
+            register_tasks(table, [task_id], provider=options["family"])
+        families = ", ".join(f"{task_id} ({options['family']})" for task_id, (_, options) in FAMILY_TASKS.items())
+        say(f"and one task of each other model family: {families}")
 
         quiet = {**QUIET, "POWERTOOLS_LOG_LEVEL": os.environ.get("DEMO_LOG_LEVEL", "INFO")}
         logs = {name: FunctionOutput() for name in ("PollerFunction", "WorkerFunction", "IntakeFunction")}
@@ -242,6 +258,7 @@ def _report(session: boto3.session.Session, table_name: str, bucket: str, sqs: S
         print(
             f"  {item['task_id']:<18} {item['status']:<9} polls={item.get('poll_count')}"
             + f"  answered in {item.get('dialect', '?')}"
+            + f"  provider {item.get('model_family', 'runway')}"
             + (f"  error: {item['error']}" if item.get("error") else "")
         )
         for role, asset in (item.get("assets") or {}).items():
@@ -259,7 +276,7 @@ def _report(session: boto3.session.Session, table_name: str, bucket: str, sqs: S
         data = event["data"]
         print(
             f"  {event['type']:<22} subject={event['subject']:<18} id={event['id']}  "
-            f"provider={data.get('provider_name')}  error={data['error']}"
+            f"provider={data.get('provider_name')}  model={data.get('model_family')}  error={data['error']}"
         )
     ended = all(item["status"] in ("ARCHIVED", "FAILED", "EXPIRED") for item in items)
     one_event_each = sorted(e["subject"] for e in events) == sorted(str(i["task_id"]) for i in items)
