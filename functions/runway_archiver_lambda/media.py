@@ -330,7 +330,7 @@ class MediaArchiver:
         """
         response = self._open(url, auth)
         try:
-            asset = self._upload(task_id, role, url, response, deadline, folder)
+            asset = self._upload(task_id, role, url, response, deadline, folder=folder)
         except BaseException:
             response.close()  # a half-read body must not go back to the pool
             raise
@@ -344,6 +344,7 @@ class MediaArchiver:
         url: str,
         response: urllib3.BaseHTTPResponse,
         deadline: float | None,
+        *,
         folder: str | None = None,
     ) -> StoredAsset:
         content_type = _accepted_content_type(role, self.kind_of(role), response, url)

@@ -98,13 +98,7 @@ def run_demo(*, verbose: bool = True) -> int:
         sqs = session.client("sqs")
         queue_url = subscribe_queue(sqs, session.client("sns"), stack.topic_arn, "demo-completion-events")
 
-        table = session.resource("dynamodb").Table(stack.table_name)
-        registered = register_tasks(table, DEMO_TASKS)
-        say(f"registered {len(registered.registered)} tasks: {', '.join(registered.registered)}")
-        for task_id, (_, options) in FAMILY_TASKS.items():
-            register_tasks(table, [task_id], provider=options["family"])
-        families = ", ".join(f"{task_id} ({options['family']})" for task_id, (_, options) in FAMILY_TASKS.items())
-        say(f"and one task of each other model family: {families}")
+        say(_register(session.resource("dynamodb").Table(stack.table_name)))
 
         quiet = {**QUIET, "POWERTOOLS_LOG_LEVEL": os.environ.get("DEMO_LOG_LEVEL", "INFO")}
         logs = {name: FunctionOutput() for name in ("PollerFunction", "WorkerFunction", "IntakeFunction")}
@@ -155,6 +149,18 @@ def run_demo(*, verbose: bool = True) -> int:
         ok = _manifest_and_verify(session, stack.stack_name, "demo-quick-cat") and ok
         _status(session, stack.stack_name)
     return 0 if ok else 1
+
+
+def _register(table: Any) -> str:
+    """Register DEMO_TASKS (Runway's), then FAMILY_TASKS, each with its family as its provider; what to say of it."""
+    registered = register_tasks(table, DEMO_TASKS)
+    for task_id, (_, options) in FAMILY_TASKS.items():
+        register_tasks(table, [task_id], provider=options["family"])
+    families = ", ".join(f"{task_id} ({options['family']})" for task_id, (_, options) in FAMILY_TASKS.items())
+    return (
+        f"registered {len(registered.registered)} tasks: {', '.join(registered.registered)}\n"
+        f"and one task of each other model family: {families}"
+    )
 
 
 def _archive_through_runway(

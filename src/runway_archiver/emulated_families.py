@@ -51,13 +51,18 @@ def route_of(path: str) -> Route | None:
     for pattern, family in _PATHS:
         match = pattern.match(parts.path)
         if match:
-            return Route(family, unquote(match["id"]), (query.get("variant") or [None])[0])
+            return Route(family, unquote(match["id"]), query.get("variant", [""])[0] or None)
     return None
 
 
 # step -> the sample each family answers with
 STEP_SAMPLES: dict[str, dict[str, str]] = {
-    "kling": {"queued": "queued.json", "running": "running.json", "succeeded": "succeeded.json", "failed": "failed.json"},
+    "kling": {
+        "queued": "queued.json",
+        "running": "running.json",
+        "succeeded": "succeeded.json",
+        "failed": "failed.json",
+    },
     "sora": {
         "queued": "queued.json",
         "running": "running-progress.json",
@@ -65,7 +70,12 @@ STEP_SAMPLES: dict[str, dict[str, str]] = {
         "failed": "failed.json",
     },
     "veo": {"queued": "queued.json", "running": "running.json", "succeeded": "succeeded.json", "failed": "failed.json"},
-    "luma": {"queued": "queued.json", "running": "running.json", "succeeded": "succeeded.json", "failed": "failed.json"},
+    "luma": {
+        "queued": "queued.json",
+        "running": "running.json",
+        "succeeded": "succeeded.json",
+        "failed": "failed.json",
+    },
     "minimax": {
         "queued": "queued.json",
         "running": "running.json",

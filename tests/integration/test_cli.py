@@ -251,7 +251,9 @@ def test_track_names_the_tasks_provider_and_list_show_and_status_say_it(after_on
     assert "PROVIDER" in listed[0]
     assert "kling" in next(line for line in listed if line.startswith("cli-kling")).split()
     assert "model_family           kling" in after_one_run("show", "cli-kling").stdout
-    assert "model_family           runway (the default: the item names none)" in after_one_run("show", "cli-done").stdout
+    assert (
+        "model_family           runway (the default: the item names none)" in after_one_run("show", "cli-done").stdout
+    )
     status = after_one_run("status").stdout
     assert "pending by model " in status and "kling 1" in status
 

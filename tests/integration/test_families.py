@@ -86,9 +86,7 @@ def test_each_family_goes_from_queued_to_running_to_archived_with_the_right_byte
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_each_family_fails_with_its_reason(
-    archive: Archive, feed: FeedEmulator, minutes: Minutes, family: str
-) -> None:
+def test_each_family_fails_with_its_reason(archive: Archive, feed: FeedEmulator, minutes: Minutes, family: str) -> None:
     task_id = f"{family}-no"
     feed.add_task(task_id, "running failed", family=family)
     archive.register(task_id, provider=family)

@@ -123,9 +123,7 @@ def status_word(value: object) -> str:
     return re.sub(r"[\s_-]+", "_", text).upper() if text else ""
 
 
-def progress_of(
-    status: str | None, words: Mapping[str, Progress], what: str
-) -> tuple[Progress, str]:
+def progress_of(status: str | None, words: Mapping[str, Progress], what: str) -> tuple[Progress, str]:
     """The progress a status word maps to, and the note an unknown one deserves."""
     progress = words.get(status_word(status), Progress.UNKNOWN)
     note = "" if progress is not Progress.UNKNOWN else f"{what} status {status!r}: treated as still running"

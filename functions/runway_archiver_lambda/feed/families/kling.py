@@ -51,9 +51,7 @@ class Kling(Family):
         progress, note = progress_of(status, STATUSES, "Kling")
         result = obj.get("task_result")
         videos = result.get("videos") if isinstance(result, dict) else None
-        urls = tuple(
-            url for url in (text_or_none(v.get("url")) for v in (videos or []) if isinstance(v, dict)) if url
-        )
+        urls = tuple(url for url in (text_or_none(v.get("url")) for v in (videos or []) if isinstance(v, dict)) if url)
         return Reading(
             dialect=self.dialect,
             progress=progress,

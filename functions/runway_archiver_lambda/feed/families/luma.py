@@ -58,7 +58,8 @@ class Luma(Family):
     def read_native(self, obj: Mapping[str, Any], base_url: str) -> Reading:
         status = text_or_none(obj.get("state"))
         progress, note = progress_of(status, STATUSES, self.title)
-        assets = obj.get("assets") if isinstance(obj.get("assets"), dict) else {}
+        found = obj.get("assets")
+        assets: Mapping[str, Any] = found if isinstance(found, dict) else {}
         video = _url(obj, "video", "download_url", "url") or _url(assets, "video", "url")
         raw = _url(obj, "video_raw", "download_url", "url")
         urls = tuple(u for u in (video, raw) if u) if video else ()

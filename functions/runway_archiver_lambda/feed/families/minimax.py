@@ -65,7 +65,8 @@ class MiniMax(Family):
             message = message if message and message.lower() != "success" else "task failed"
         else:
             message = None
-        file = obj.get("file") if isinstance(obj.get("file"), dict) else {}
+        found = obj.get("file")
+        file: Mapping[str, Any] = found if isinstance(found, dict) else {}
         download = text_or_none(file.get("download_url"))
         file_id = text_or_none(str(obj["file_id"])) if obj.get("file_id") not in (None, "") else None
         video = download or (
@@ -89,7 +90,8 @@ class MiniMax(Family):
                 continue
             body = ask(url)
             code, message = _base_resp(body)
-            file = body.get("file") if isinstance(body.get("file"), dict) else {}
+            found = body.get("file")
+            file: Mapping[str, Any] = found if isinstance(found, dict) else {}
             download = text_or_none(file.get("download_url"))
             if code != 0 or not download:
                 file_id = parse_qs(urlsplit(url).query).get("file_id", ["?"])[0][:40]
