@@ -19,7 +19,16 @@ from botocore.exceptions import BotoCoreError, ClientError
 from . import events
 from .clock import iso_utc
 from .errors import MediaError, Persistence
-from .feed import DEFAULT_FAMILY, FeedAnswer, FeedError, FeedErrorKind, Progress, family_named, known_families
+from .feed import (
+    DEFAULT_FAMILY,
+    FeedAnswer,
+    FeedError,
+    FeedErrorKind,
+    Progress,
+    families,
+    family_named,
+    known_families,
+)
 from .observability import logger
 from .tasks import ARCHIVED, EXPIRED, FAILED, Claim, LeaseLost, from_dynamo
 
@@ -130,6 +139,11 @@ class TaskLifecycle:
         family = family_named(_stored_text(claim, "model_family"))
         if family is None or not family.serves(self.p.feed.provider):
             self.finish(claim, None, Outcome(FAILED, self.unserved(claim)))  # no call: nobody here can ask
+            return
+        if archive_folder(family.name) is None and claim.task_id in families():
+            # Its files would sit at {prefix}/{task_id}/, the folder of that family's whole archive.
+            reason = f"task_id {claim.task_id!r} names the archive folder of a model family; it cannot be a Runway task"
+            self.finish(claim, None, Outcome(FAILED, reason))
             return
         try:
             answer = self.p.feed.fetch(claim.task_id, family)

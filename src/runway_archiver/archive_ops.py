@@ -19,6 +19,7 @@ from botocore.exceptions import ClientError
 
 from runway_archiver_lambda.clock import iso_utc
 from runway_archiver_lambda.events import BASE_ASSET_ROLES, EventPublisher, build_event, encode
+from runway_archiver_lambda.feed import families
 from runway_archiver_lambda.tasks import ARCHIVED, FORGOTTEN, UNANNOUNCED, from_dynamo
 
 from .archive import BATCH_GET_LIMIT, Archive, OperatorError, pages
@@ -327,7 +328,8 @@ def _poller_environment(archive: Archive) -> dict[str, str]:
 
 def _places(archive: Archive, item: dict[str, Any], task_id: str, prefix: str) -> set[tuple[str, str]]:
     """(bucket, "{prefix}/{task_id}/") for the stack's prefix and every place the item names."""
-    places = {(archive.resources.bucket_name, f"{prefix}/{task_id}/")}
+    # A task id that names a model family's folder ({prefix}/kling/...) never takes that folder with it.
+    places = {(archive.resources.bucket_name, f"{prefix}/{task_id}/")} if task_id not in families() else set()
     named = [a for a in (item.get("assets") or {}).values() if a] + ([item["manifest"]] if item.get("manifest") else [])
     for recorded in named:
         folder = str(recorded["key"]).rpartition("/")[0]

@@ -307,3 +307,27 @@ def test_runway_tasks_and_other_families_share_one_stack_and_subscribers_filter_
     assert "model_family" not in archive.item("rw-1")  # registered without one: the default
     assert {e["subject"] for e in archive.events()} == {"rw-1", "kl-1"}
     assert [e["subject"] for e in receive_events(sqs, url)] == ["kl-1"]
+
+
+def test_a_runway_task_named_like_a_familys_folder_fails_and_forget_leaves_that_folder_alone(
+    archive: Archive, feed: FeedEmulator, minutes: Minutes
+) -> None:
+    feed.add_task("kl-kept", "succeeded", family="kling")
+    feed.add_task("kling", "3")
+    archive.register("kl-kept", provider="kling")
+    archive.register("kling")  # a Runway task whose files would sit in Kling's folder
+
+    archive.run(minutes(0))
+
+    item = archive.item("kling")
+    assert item["status"] == "FAILED"
+    assert "names the archive folder of a model family" in item["error"]
+    assert feed.polls("kling") == 0
+    kept = archive.item("kl-kept")["assets"]["video"]["key"]
+    from runway_archiver.archive import Archive as OperatorArchive, StackResources
+    from runway_archiver.archive_ops import forget
+
+    session = boto3.session.Session()
+    resources = StackResources.find(session, archive.stack.stack_name)
+    forget(OperatorArchive(session, resources.table_name, resources), "kling")
+    assert archive.object_bytes(kept)  # Kling's archive is still there
