@@ -13,6 +13,9 @@ import boto3
 import pytest
 import urllib3
 
+from runway_archiver.archive import Archive as OperatorArchive
+from runway_archiver.archive import StackResources
+from runway_archiver.archive_ops import forget
 from runway_archiver.consumer import receive_events
 from runway_archiver.emulator import Fault, FeedEmulator, media_bytes, media_sha256
 from runway_archiver.register import UnknownProvider, register_tasks
@@ -324,9 +327,6 @@ def test_a_runway_task_named_like_a_familys_folder_fails_and_forget_leaves_that_
     assert "names the archive folder of a model family" in item["error"]
     assert feed.polls("kling") == 0
     kept = archive.item("kl-kept")["assets"]["video"]["key"]
-    from runway_archiver.archive import Archive as OperatorArchive, StackResources
-    from runway_archiver.archive_ops import forget
-
     session = boto3.session.Session()
     resources = StackResources.find(session, archive.stack.stack_name)
     forget(OperatorArchive(session, resources.table_name, resources), "kling")
