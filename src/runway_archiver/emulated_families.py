@@ -123,6 +123,45 @@ def answer(family: str, task_id: str, step: str, media: Media) -> dict[str, Any]
     return body
 
 
+ENVELOPE_FAMILIES = ("kling", "minimax")  # also met inside the gateway's task envelope
+_ENVELOPE_WORDS = {"queued": "QUEUED", "running": "IN_PROGRESS", "succeeded": "SUCCESS", "failed": "FAILURE"}
+_ACTIONS = {"kling": "OMNI_VIDEO", "minimax": "video_generation"}
+
+
+def enveloped(family: str, task_id: str, step: str, native: dict[str, Any], media: Media) -> dict[str, Any]:
+    """The gateway's task envelope around the family's own object (Kling's Omni page; MiniMax on the gateway).
+
+    As the gateway's examples show it: MiniMax's object nested with its file already retrieved, and the
+    file id in `fail_reason` on success (the gateway's historical use of that field).
+    """
+    word = {"throttled": "queued", "cancelled": "failed"}.get(step, step)
+    nested = native["data"] if family == "kling" else native
+    reason = ""
+    if family == "minimax" and word == "succeeded":
+        nested = {
+            **nested,
+            "file": {**sample("minimax", "files-retrieve.json")["file"], "download_url": media.videos[0]},
+        }
+        reason = str(nested.get("file_id", ""))
+    elif word == "failed":
+        reason = str(nested.get("task_status_msg") or (nested.get("base_resp") or {}).get("status_msg") or "failed")
+    return {
+        "code": "success",
+        "message": "",
+        "data": {
+            "task_id": task_id,
+            "action": _ACTIONS[family],
+            "status": _ENVELOPE_WORDS.get(word, "UNKNOWN"),
+            "fail_reason": reason,
+            "submit_time": 1773366766,
+            "start_time": 0 if word == "queued" else 1773366770,
+            "finish_time": 1773366890 if word in ("succeeded", "failed") else 0,
+            "progress": {"running": "50%", "succeeded": "100%", "failed": "100%"}.get(word, "0%"),
+            "data": nested,
+        },
+    }
+
+
 def retrieve_answer(task_id: str, video: str) -> dict[str, Any]:
     """MiniMax's files/retrieve answer for the task's file (its id is the task's)."""
     body = copy.deepcopy(sample("minimax", "files-retrieve.json"))

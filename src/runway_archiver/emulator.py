@@ -327,7 +327,11 @@ class FeedEmulator:
         if task is None or status is None:
             return Fault.bare({"error": {"message": "Task not found", "type": "invalid_request_error"}}, status=404)
         media = self.family_media(task)
-        return Fault.bare(emulated_families.answer(task.family, task.task_id, STEP_WORDS[status], media))
+        word = STEP_WORDS[status]
+        native = emulated_families.answer(task.family, task.task_id, word, media)
+        if task.dialect == "task-envelope" and task.family in emulated_families.ENVELOPE_FAMILIES:
+            return Fault.bare(emulated_families.enveloped(task.family, task.task_id, word, native, media))
+        return Fault.bare(native)
 
     def family_media(self, task: EmulatedTask) -> emulated_families.Media:
         """The task's media on the CDN (Sora's and Veo's come from the content endpoint instead)."""

@@ -331,3 +331,27 @@ def test_a_runway_task_named_like_a_familys_folder_fails_and_forget_leaves_that_
     resources = StackResources.find(session, archive.stack.stack_name)
     forget(OperatorArchive(session, resources.table_name, resources), "kling")
     assert archive.object_bytes(kept)  # Kling's archive is still there
+
+
+@pytest.mark.parametrize("family", ["kling", "minimax"])
+def test_kling_and_minimax_in_the_gateways_task_envelope_are_archived_too(
+    archive: Archive, feed: FeedEmulator, minutes: Minutes, family: str
+) -> None:
+    task_id = f"{family}-env"
+    feed.add_task(task_id, "queued running succeeded", family=family, dialect="task-envelope")
+    archive.register(task_id, provider=family)
+
+    archive.run(minutes(0))
+    archive.run(minutes(1))
+    running = archive.item(task_id)
+    archive.run(minutes(2))
+
+    assert (running["dialect"], running["provider_progress"]) == ("task-envelope", "50%")
+    item = archive.item(task_id)
+    assert item["status"] == "ARCHIVED"
+    assert item["error"] is None  # MiniMax's file id in `fail_reason` is not a failure
+    assert archive.object_bytes(item["assets"]["video"]["key"]) == b"".join(
+        media_bytes(f"/media/{task_id}/video.mp4", 256 * 1024)
+    )
+    # the envelope carries the file's address: no files/retrieve call
+    assert not [h for h in feed.requests if "retrieve" in h[1]]
