@@ -74,7 +74,7 @@ class Status:
             yield "oldest pending   none: no task is pending"
         if self.never_polled:
             yield f"                 {self.never_polled} pending task(s) not yet seen by a run"
-        if self.pending_by_provider:
+        if set(self.pending_by_provider) - {DEFAULT_FAMILY}:  # a Runway-only archive reads as it always did
             yield "pending by model " + " · ".join(f"{name} {n}" for name, n in self.pending_by_provider.items())
         if self.last_run:
             when = self.last_run["at"]
