@@ -489,10 +489,11 @@ def _asset_rows(media: list[Medium]) -> str:
     for medium in media:
         a = medium.asset
         rows.append(
-            f'<tr><th scope="row">{esc(medium.role)}</th><td>{esc(_size(_int(a.get("size"))))}</td>'
-            f"<td>{esc(a.get('content_type'))}</td><td><code>{esc(a.get('sha256'))}</code></td>"
-            f"<td><code>{esc(a.get('checksum_sha256'))}</code></td><td><code>{esc(a.get('version_id'))}</code></td>"
-            "</tr>"
+            f'<tr><th scope="row">{esc(medium.role)}</th><td data-label="Size">{esc(_size(_int(a.get("size"))))}</td>'
+            f'<td data-label="Type">{esc(a.get("content_type"))}</td>'
+            f'<td data-label="SHA-256"><code>{esc(a.get("sha256"))}</code></td>'
+            f'<td data-label="S3 checksum"><code>{esc(a.get("checksum_sha256"))}</code></td>'
+            f'<td data-label="S3 version"><code>{esc(a.get("version_id"))}</code></td></tr>'
         )
     return "".join(rows)
 
@@ -535,8 +536,9 @@ def _manifest_section(view: TaskView) -> str:
     assets = manifest.get("assets") if isinstance(manifest.get("assets"), dict) else {}
     assert isinstance(assets, dict)
     checksum_rows = "".join(
-        f'<tr><th scope="row">{esc(role)}</th><td><code>{esc(a.get("sha256"))}</code></td>'
-        f"<td><code>{esc(a.get('checksum_sha256'))}</code></td><td><code>{esc(a.get('version_id'))}</code></td></tr>"
+        f'<tr><th scope="row">{esc(role)}</th><td data-label="SHA-256"><code>{esc(a.get("sha256"))}</code></td>'
+        f'<td data-label="S3 checksum"><code>{esc(a.get("checksum_sha256"))}</code></td>'
+        f'<td data-label="S3 version"><code>{esc(a.get("version_id"))}</code></td></tr>'
         for role, a in sorted(assets.items())
         if isinstance(a, dict)
     )
@@ -601,11 +603,11 @@ def render_error(status: int, message: str) -> str:
 def _origins(markup: str) -> str:
     """The origins of the presigned links on a page: the only ones its images and videos may load from."""
     found: set[str] = set()
-    for chunk in markup.split('src="')[1:]:
-        url = html.unescape(chunk.split('"', 1)[0])
-        parts = urlsplit(url)
-        if parts.scheme in ("http", "https") and parts.netloc:
-            found.add(f"{parts.scheme}://{parts.netloc}")
+    for attribute in ('src="', 'poster="'):
+        for chunk in markup.split(attribute)[1:]:
+            parts = urlsplit(html.unescape(chunk.split('"', 1)[0]))
+            if parts.scheme in ("http", "https") and parts.netloc:
+                found.add(f"{parts.scheme}://{parts.netloc}")
     return " ".join(sorted(found))
 
 

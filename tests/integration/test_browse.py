@@ -38,6 +38,7 @@ POSTERS = {
     "city-night": ((10, 10, 40), (230, 200, 60), "a city at night, neon"),
 }
 LATEST = "lighthouse-storm"
+NO_POSTER = "fog-no-poster"  # the provider gave a video only: its first frame stands in
 
 
 @dataclass
@@ -87,10 +88,12 @@ def page(dynamodb_local: DynamoDBLocal | None) -> Iterator[Page]:
             feed.add_task(task_id, "3", prompt=prompt, last_frame=False)
             _real_media(feed, task_id, top, bottom)
         feed.add_task("moderated", "2")
+        feed.add_task(NO_POSTER, "3", prompt="fog rolling in, video only", poster=False, last_frame=False)
+        feed.fail_media(f"/media/{NO_POSTER}/video.mp4", Fault(body=CLIP.read_bytes(), content_type="video/webm"))
         feed.add_task(LATEST, "3", prompt="a lighthouse in a storm", last_frame=False)
         _real_media(feed, LATEST, (30, 40, 60), (160, 190, 210))
 
-        for batch in ([*POSTERS, "moderated"], [LATEST]):  # two runs: the second's outcome is the newest
+        for batch in ([*POSTERS, NO_POSTER, "moderated"], [LATEST]):  # two runs: the second's outcome is the newest
             tracked = _cli(moto, "track", *batch)
             assert tracked.returncode == 0, tracked.stderr
             ran = _cli(moto, "run", "--json")
@@ -147,17 +150,25 @@ def _card_ids(driver: Any) -> list[str]:
 
 
 def test_the_grid_shows_the_archived_tasks_newest_first(page: Page, browser: Any) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
     browser.get(page.url)
     ids = _card_ids(browser)
     assert ids[0] == LATEST  # archived by the later run
-    assert sorted(ids) == sorted([*POSTERS, LATEST])
+    assert sorted(ids) == sorted([*POSTERS, NO_POSTER, LATEST])
     text = browser.find_element("css selector", "main").text
     assert "cometapi" in text and "ARCHIVED" in text and "5.7 KiB" in text
     # every poster is a real image the browser drew, with its alt text
     images = browser.find_elements("css selector", "li.card img")
-    assert len(images) == len(ids)
-    assert all(browser.execute_script("return arguments[0].naturalWidth", image) == 320 for image in images)
+    assert len(images) == len(ids) - 1
+    # (loading="lazy": a poster may arrive after the page's load event)
+    drawn = "return [...document.querySelectorAll('li.card img')].map(i => i.complete && i.naturalWidth)"
+    WebDriverWait(browser, 20).until(lambda d: all(d.execute_script(drawn)))
+    assert browser.execute_script(drawn) == [320] * len(images)
     assert all(image.get_attribute("alt").startswith("Poster of task ") for image in images)
+    first_frame = browser.find_element("css selector", f"li.card[data-task-id={NO_POSTER}] video")
+    assert first_frame.get_attribute("aria-label") == f"First frame of task {NO_POSTER}"
+    WebDriverWait(browser, 20).until(lambda d: d.execute_script("return arguments[0].readyState", first_frame) >= 2)
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     browser.set_window_size(1100, 1180)  # the whole grid in one picture
     browser.save_screenshot(str(SCREENSHOT))
@@ -177,6 +188,40 @@ def test_a_filter_narrows_the_grid(page: Page, browser: Any) -> None:
     browser.get(f"{page.url}?status=ARCHIVED&until={yesterday}")
     assert _card_ids(browser) == []
     assert "No archived tasks matching the filters." in browser.find_element("id", "summary").text
+    # the dates are inclusive: from today until today is every task archived today
+    today = datetime.now(UTC).date().isoformat()
+    browser.get(f"{page.url}?status=ARCHIVED&since={today}&until={today}")
+    assert len(_card_ids(browser)) == len(POSTERS) + 2
+
+
+def test_the_page_works_from_the_keyboard_and_at_a_phones_width(page: Page, browser: Any) -> None:
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.set_window_size(390, 844)
+    try:
+        browser.get(page.url)
+        overflow = "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        assert browser.execute_script(overflow) <= 0  # nothing wider than the phone
+        # every form control has a label
+        unlabelled = browser.execute_script(
+            "return [...document.querySelectorAll('input, select')].filter(e => !e.labels || !e.labels.length)"
+            ".map(e => e.id)"
+        )
+        assert unlabelled == []
+        body = browser.find_element("css selector", "body")
+        for _ in range(40):  # Tab through the page to the newest task's link, then Enter
+            body = browser.switch_to.active_element
+            if body.get_attribute("href") and body.get_attribute("href").endswith(f"/task/{LATEST}"):
+                break
+            body.send_keys(Keys.TAB)
+        else:
+            raise AssertionError("the newest task's link cannot be reached with Tab")
+        body.send_keys(Keys.ENTER)
+        WebDriverWait(browser, 10).until(lambda d: d.current_url.endswith(f"/task/{LATEST}"))
+        assert browser.execute_script(overflow) <= 0
+    finally:
+        browser.set_window_size(1280, 900)
 
 
 def test_a_task_page_plays_its_video_and_shows_the_manifest_checksum(page: Page, browser: Any) -> None:
@@ -199,6 +244,15 @@ def test_a_task_page_plays_its_video_and_shows_the_manifest_checksum(page: Page,
     assert browser.find_element("id", "link-0").get_attribute("value") == source
     copy = browser.find_element("css selector", "button[data-copy=link-0]")
     assert copy.text == "Copy link"
+    browser.execute_cdp_cmd(
+        "Browser.grantPermissions",
+        {"origin": page.url.rstrip("/"), "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]},
+    )
+    copy.click()
+    WebDriverWait(browser, 10).until(lambda d: d.find_element("css selector", "[data-copied-for=link-0]").text)
+    assert browser.find_element("css selector", "[data-copied-for=link-0]").text == "Link copied."
+    copied = browser.execute_async_script("navigator.clipboard.readText().then(arguments[arguments.length - 1])")
+    assert copied == source
 
 
 def test_task_data_is_shown_as_text_never_run(page: Page, browser: Any) -> None:
@@ -259,7 +313,14 @@ def test_the_screenshot_is_shown_in_the_operations_page() -> None:
     assert Path(SCREENSHOT).is_file()
 
 
-def test_browse_without_a_stack_says_what_to_do_in_one_line(page: Page) -> None:
+def test_browse_says_what_to_do_in_one_line(page: Page) -> None:
     done = _cli(page.moto, "browse", "--no-open", "--stack", "not-deployed")
     assert done.returncode == 1
     assert done.stderr.count("\n") == 1 and "no stack not-deployed" in done.stderr
+    taken = page.url.rstrip("/").rsplit(":", 1)[1]  # the page's own port
+    done = _cli(page.moto, "browse", "--no-open", "--port", taken)
+    assert done.returncode == 1
+    assert (
+        done.stderr
+        == f"runway-archiver: cannot listen on 127.0.0.1:{taken} (Address already in use): pass another --port\n"
+    )
