@@ -314,7 +314,7 @@ class Browser:
         with self._lock:
             for _ in range(MAX_ROUNDS):
                 this_page: dict[str, Any] = {**request, **({"ExclusiveStartKey": start} if start else {})}
-                answer = self.archive.table.query(**this_page)
+                answer = self._query(this_page)
                 entries = answer.get("Items", [])
                 items = self.archive.items([{"task_id": e["task_id"]} for e in entries], CARD_ATTRIBUTES)
                 by_id = {item["task_id"]: item for item in items}
@@ -337,6 +337,20 @@ class Browser:
                     break
         next_after = {k: str(v) for k, v in start.items()} if start else None
         return GridPage(filters, cards, next_after, examined, self.expires_at())
+
+    def _query(self, request: dict[str, Any]) -> dict[str, Any]:
+        try:
+            answer = dict(self.archive.table.query(**request))
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            if error.get("Code") == "ValidationException" and RECENT_INDEX in str(error.get("Message")):
+                raise BrowseError(
+                    503,
+                    f"the table has no {RECENT_INDEX} yet ({error.get('Message')}): deploy this version of "
+                    "template.yaml (make deploy), which adds it; DynamoDB then builds it from the existing items",
+                ) from None
+            raise
+        return answer
 
     def task(self, task_id: str) -> TaskView:
         with self._lock:
