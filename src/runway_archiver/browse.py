@@ -282,7 +282,7 @@ class Browser:
             completed_at=str(item.get("completed_at") or ""),
             provider=provider_of(item, self.default_provider),
             model=model_of(item),
-            size=int(video["size"]) if video and _number(video.get("size")) is not None else None,
+            size=_int(video.get("size")) if video else None,
             duration=duration_of(item),
             poster_url=poster,
             preview_url=None if poster else self.link(video),
@@ -480,6 +480,8 @@ def render_grid(browser: Browser, page: GridPage) -> str:
     summary = (
         f"{what}{narrowed} on this page, newest first" if shown else f"No {filters.status.lower()} tasks{narrowed}."
     )
+    if filters.provider and page.next_after:  # a page that stopped looking before the end
+        summary += f" ({page.examined} looked at for this page; Older tasks looks further.)"
     older = f'<a rel="next" href="/?{esc(filters.query(page.next_after))}">Older tasks</a>'
     more = f'<nav aria-label="More tasks">{older}</nav>' if page.next_after else ""
     if filters.after:
@@ -627,9 +629,10 @@ def _origins(markup: str) -> str:
 
 def security_headers(markup: str) -> dict[str, str]:
     origins = _origins(markup)
+    media = origins or "'none'"
     policy = (
         "default-src 'none'; style-src 'self'; script-src 'self'; "
-        f"img-src 'self' {origins}; media-src {origins or chr(39) + 'none' + chr(39)}; "
+        f"img-src 'self' {origins}; media-src {media}; "
         "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
     )
     return {
