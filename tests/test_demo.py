@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
+import urllib.request
 
 from runway_archiver.demo import DEMO_TASKS, FAMILY_TASKS, LOG_FILE
 from runway_archiver.local_aws import REPO_ROOT
@@ -63,6 +66,7 @@ def test_the_demo_archives_every_task_and_announces_each_once() -> None:
     assert "OK: nothing needs attention" in report
     assert str(LOG_FILE) in lines[-1]
     assert "`make local`" in lines[-1] and "runway-archiver" in lines[-1]
+    assert "`.venv/bin/runway-archiver demo --browse`" in lines[-1]  # the command that opens the archive
     assert result.stderr == ""  # not even a library's goodbye line
 
 
@@ -71,3 +75,39 @@ def test_the_readme_says_how_many_tasks_the_demo_registers() -> None:
     readme = (REPO_ROOT / "README.md").read_text()
     [said] = re.findall(r"registers (\w+) tasks", readme)
     assert numbers[said] == len(DEMO_TASKS)
+
+
+def test_demo_browse_keeps_the_demos_archive_up_as_a_page() -> None:
+    # When the demo runs with --browse, as its last line says (no browser here: it prints the address)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "runway_archiver.cli", "demo", "--quiet", "--browse"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert demo.stdout is not None
+        deadline = time.monotonic() + 300
+        line = ""
+        while time.monotonic() < deadline and not line.startswith("browsing stack"):
+            line = demo.stdout.readline()
+            assert line or demo.poll() is None, demo.stderr.read() if demo.stderr else ""
+        # Then the page of the demo's first stack answers on loopback with its archived tasks
+        assert line.startswith("browsing stack runway-archiver-local at http://127.0.0.1:"), line
+        url = re.search(r"http://127\.0\.0\.1:\d+/", line)
+        assert url is not None
+        with urllib.request.urlopen(url.group(0), timeout=30) as answer:
+            grid = answer.read().decode()
+        for task_id in ("demo-quick-cat", "demo-slow-dog", "demo-envelope-fox"):
+            assert f'data-task-id="{task_id}"' in grid
+        with urllib.request.urlopen(url.group(0) + "?status=FAILED", timeout=30) as answer:
+            assert 'data-task-id="demo-moderated"' in answer.read().decode()
+        with urllib.request.urlopen(url.group(0) + "task/demo-quick-cat", timeout=30) as answer:
+            task = answer.read().decode()
+        assert "<video" in task and "X-Amz-Expires=3600" in task and "runway/demo-quick-cat/task.json" in task
+    finally:
+        demo.send_signal(signal.SIGINT)  # Ctrl-C, as the page says
+        demo.wait(timeout=60)
+    assert demo.returncode == 0

@@ -251,6 +251,12 @@ def test_the_tasks_table_is_on_demand_recoverable_encrypted_and_indexed() -> Non
     assert table["SSESpecification"] == {"SSEEnabled": True}
     indexes = {index["IndexName"]: index for index in table["GlobalSecondaryIndexes"]}
     assert indexes["status-index"]["KeySchema"] == [{"AttributeName": "status", "KeyType": "HASH"}]
+    # browse's grid: ended tasks of a status, newest outcome first, a page at a time; keys only
+    assert indexes["recent-index"]["KeySchema"] == [
+        {"AttributeName": "status", "KeyType": "HASH"},
+        {"AttributeName": "completed_at", "KeyType": "RANGE"},
+    ]
+    assert indexes["recent-index"]["Projection"] == {"ProjectionType": "KEYS_ONLY"}
     assert RESOURCES["TasksTable"]["DeletionPolicy"] == "Retain"
 
 

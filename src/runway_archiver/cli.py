@@ -32,6 +32,7 @@ from .archive import (
     summary_line,
 )
 from .archive_cli import ARCHIVE_COMMANDS, add_archive_commands
+from .browse import add_browse_command, browse_command
 from .register import UnknownProvider, checked_provider, invalid_task_ids, register_tasks
 
 if TYPE_CHECKING:
@@ -147,9 +148,15 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument("--dynamodb-port", type=int, default=5057, help="DynamoDB Local's port (default 5057)")
 
     add_archive_commands(commands, common)  # verify, export, forget (archive_cli.py)
+    add_browse_command(commands, common)  # browse (browse.py)
 
     demo = commands.add_parser("demo", help="run the archiver locally against emulated AWS and feed (make demo)")
     demo.add_argument("--quiet", action="store_true", help="print only the final report")
+    demo.add_argument(
+        "--browse",
+        action="store_true",
+        help="then keep the demo's archive up and open it in the browser (Ctrl-C stops)",
+    )
     return parser
 
 
@@ -180,7 +187,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         if args.command == "demo":
             from .demo import run_demo
 
-            return run_demo(verbose=not args.quiet)
+            return run_demo(verbose=not args.quiet, browse=args.browse)
         if args.command == "local":
             from .local_run import serve_local
 
@@ -485,6 +492,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Output], int]] = {
     "run": _run,
     "status": _status,
     **ARCHIVE_COMMANDS,
+    "browse": browse_command,
 }
 
 

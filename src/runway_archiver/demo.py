@@ -73,7 +73,7 @@ MAX_RUNS = 15
 LOG_FILE = Path(tempfile.gettempdir()) / "runway-archiver-demo.log"
 
 
-def run_demo(*, verbose: bool = True) -> int:
+def run_demo(*, verbose: bool = True, browse: bool = False) -> int:
     say = print if verbose else (lambda *_a, **_k: None)
     with (
         MotoServer() as moto,
@@ -147,7 +147,7 @@ def run_demo(*, verbose: bool = True) -> int:
         print(f"\nStack {runway.stack_name} (Provider=runway)")
         ok = _report(session, runway.table_name, runway.bucket_name, sqs, runway_queue_url) and ok
         ok = _manifest_and_verify(session, stack.stack_name, "demo-quick-cat") and ok
-        _status(session, stack.stack_name)
+        _status(session, stack.stack_name, browse=browse)
     return 0 if ok else 1
 
 
@@ -210,8 +210,9 @@ def _keep_logs(session: boto3.session.Session, stacks: dict[str, dict[str, Funct
     LOG_FILE.write_text("".join(f"{line}\n" for line in lines))
 
 
-def _status(session: boto3.session.Session, stack_name: str) -> None:
-    """`runway-archiver status` of the demo's archive, as a user would run it next; then where to look next."""
+def _status(session: boto3.session.Session, stack_name: str, *, browse: bool = False) -> None:
+    """`runway-archiver status` of the demo's archive, as a user would run it next; then where to look next
+    (or, with `demo --browse`, the archive in the browser while the embedded AWS stays up)."""
     from .status import archive_status
 
     resources = StackResources.find(session, stack_name)
@@ -220,9 +221,14 @@ def _status(session: boto3.session.Session, stack_name: str) -> None:
     for line in archive_status(Archive(session, resources.table_name, resources), session, now).lines(now):
         print(line)
     print(
-        f"\nThe functions' log lines are in {LOG_FILE}. Next: `make local` keeps such an archive up, and "
-        "`.venv/bin/runway-archiver track|run|list|show|status` works against it (docs/operations.md)."
+        f"\nThe functions' log lines are in {LOG_FILE}. Next: `.venv/bin/runway-archiver demo --browse` runs the "
+        "demo again and opens its archive in your browser; `make local` keeps such an archive up, and "
+        "`.venv/bin/runway-archiver track|run|list|show|status|browse` works against it (docs/operations.md)."
     )
+    if browse:
+        from .browse import serve_stack
+
+        serve_stack(session, stack_name)
 
 
 def _manifest_and_verify(session: boto3.session.Session, stack_name: str, task_id: str) -> bool:

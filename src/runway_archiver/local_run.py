@@ -208,7 +208,8 @@ def serve_local(port: int, feed_port: int, dynamodb_port: int | None = None) -> 
         print(f"  {cli} track my-first-task && {cli} run && {cli} list")
         on_runway = f"--stack {runway.stack_name}"
         print(f"  {cli} track owl {on_runway} && {cli} run {on_runway}")
-        print(f"  {cli} status\n")
+        print(f"  {cli} status")
+        print(f"  {cli} browse        # the archive in your browser, on 127.0.0.1\n")
         print("Ctrl-C stops everything (the emulated AWS keeps nothing).", flush=True)
         signal.signal(signal.SIGTERM, signal.default_int_handler)
         with contextlib.suppress(KeyboardInterrupt):
