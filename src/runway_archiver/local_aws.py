@@ -286,9 +286,7 @@ def _apply_bucket_versioning(s3: Any, cloud: dict[str, Any], physical: dict[str,
     for logical_id, resource in cloud["Resources"].items():
         status = resource.get("Properties", {}).get("VersioningConfiguration", {}).get("Status")
         if resource["Type"] == "AWS::S3::Bucket" and status and logical_id in physical:
-            s3.put_bucket_versioning(
-                Bucket=physical[logical_id], VersioningConfiguration={"Status": status}
-            )
+            s3.put_bucket_versioning(Bucket=physical[logical_id], VersioningConfiguration={"Status": status})
 
 
 def _ref(value: Any) -> str | None:
