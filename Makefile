@@ -27,13 +27,16 @@ BUILD_ENV := $(TOOL_ENV) $(if $(PYENV_PYTHONS),PYENV_VERSION=$(PYENV_PYTHONS) PA
 LAMBDA_RUNTIME_REQUIREMENTS := tests/artefact/runtime-requirements.txt
 LAMBDA_RUNTIME := $(TOOLS)/lambda-runtime-python3.13
 LAMBDA_RUNTIME_STAMP := $(LAMBDA_RUNTIME)/.installed-stamp
+# pytest-xdist workers for `make test`: one per core ("auto"); each starts its own DynamoDB Local
+# and moto, on ports of its own (docs/development.md, "Tests in parallel"). PYTEST_WORKERS=0: one process.
+PYTEST_WORKERS ?= auto
 
 # Debian's chromium and its chromedriver, for the browse page's browser test (tests/integration/test_browse.py):
 # from apt, never a browser or driver downloaded from elsewhere. Installed when missing (root, or sudo).
 CHROMEDRIVER := /usr/bin/chromedriver
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: help install dynamodb-local browser demo local test unit reliability bench bench-quick lint validate build lambda-runtime deploy api-key format clean
+.PHONY: help install dynamodb-local browser demo local test checks unit reliability bench bench-quick lint cfn-lint validate build lambda-runtime deploy api-key format clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -53,9 +56,13 @@ demo: $(STAMP) $(EMBEDDED_DYNAMODB)  ## run the archiver locally: DynamoDB Local
 local: $(STAMP) $(EMBEDDED_DYNAMODB)  ## keep emulated AWS + the stack + a feed emulator up for the CLI (Ctrl-C stops)
 	$(BIN)/python -m runway_archiver.cli local
 
-test: $(STAMP) $(EMBEDDED_DYNAMODB) $(CHROMEDRIVER) lint validate build $(LAMBDA_RUNTIME_STAMP)  ## lint, type-check, validate and build the template, then run the whole test suite
-	@$(BIN)/python -m pytest; status=$$?; \
+test: $(STAMP)  ## lint, type-check, validate and build the template (side by side), then the whole test suite on every core
+	@$(MAKE) --no-print-directory -j4 --output-sync=target checks $(EMBEDDED_DYNAMODB) $(CHROMEDRIVER)
+	@$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$status
+
+# What the tests need first, independent of each other: `make -j` runs them side by side.
+checks: lint validate build $(LAMBDA_RUNTIME_STAMP)  ## lint, validate, build and lambda-runtime (what `make test` runs first)
 
 reliability: $(STAMP) $(EMBEDDED_DYNAMODB)  ## run the fault-injection suite and rewrite the table in docs/reliability.md
 	$(BIN)/python -m pytest tests/faults -q --reliability-report docs/reliability.md
@@ -69,10 +76,13 @@ bench-quick: $(STAMP) $(EMBEDDED_DYNAMODB)  ## the same harness on small sizes (
 unit: $(STAMP)  ## only the fast unit tests
 	$(BIN)/python -m pytest tests/unit -q
 
-lint: $(STAMP)  ## ruff, ruff format, mypy, cfn-lint
+lint: $(STAMP) cfn-lint  ## ruff, ruff format, mypy, cfn-lint
 	$(BIN)/ruff check functions src tests bench scripts
 	$(BIN)/ruff format --check functions src tests bench scripts
 	$(BIN)/mypy
+
+# Its own target so that `make test` (lint and validate) runs it once.
+cfn-lint: $(STAMP)  ## cfn-lint on template.yaml
 	$(BIN)/cfn-lint template.yaml
 
 $(SAM):
@@ -111,8 +121,7 @@ $(LAMBDA_RUNTIME_STAMP): $(LAMBDA_RUNTIME_REQUIREMENTS) | $(STAMP)
 
 lambda-runtime: $(LAMBDA_RUNTIME_STAMP)  ## the Lambda python3.13 runtime's boto3 in .tools/ (for tests/artefact)
 
-validate: $(STAMP) $(SAM) $(CHECKOV)  ## cfn-lint, sam validate --lint and checkov on template.yaml
-	$(BIN)/cfn-lint template.yaml
+validate: $(STAMP) $(SAM) $(CHECKOV) cfn-lint  ## cfn-lint, sam validate --lint and checkov on template.yaml
 	$(TOOL_ENV) $(SAM) validate --lint
 	$(TOOL_ENV) $(CHECKOV) --file template.yaml --framework cloudformation --quiet --compact
 

@@ -10,6 +10,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import boto3
+import botocore.loaders
+import botocore.session
 import pytest
 from moto import mock_aws
 from moto.core.config import default_user_config
@@ -42,6 +44,30 @@ def _loopback_only(event: str, args: tuple[Any, ...]) -> None:
 
 
 sys.addaudithook(_loopback_only)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_model_loader_per_process() -> Iterator[None]:
+    """Every botocore session of this test process reads the services' models (JSON files shipped
+    with botocore) through one loader, which keeps what it has parsed.
+
+    The handlers make a fresh boto3 session per invocation, as a cold start does, and the tests
+    invoke them thousands of times: each fresh session re-parsing the same files was most of a
+    client's cost (about 25 ms of 30, some 0.2 s per invocation). The models are read-only data,
+    as they already are between the clients of one session; every session still makes its own
+    clients, credentials, configuration and endpoints.
+    """
+    loaders: dict[str | None, botocore.loaders.Loader] = {}
+    create_loader = botocore.loaders.create_loader
+
+    def shared_loader(search_path_string: str | None = None) -> botocore.loaders.Loader:
+        if search_path_string not in loaders:
+            loaders[search_path_string] = create_loader(search_path_string)
+        return loaders[search_path_string]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(botocore.session, "create_loader", shared_loader)
+        yield
 
 
 @pytest.fixture(autouse=True)

@@ -107,11 +107,21 @@ class DeployedStack:
         return {k: v for environment in self.environments.values() for k, v in environment.items()}
 
 
+_parsed_templates: dict[str, str] = {}
+
+
 def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
-    """template.yaml as a dict, short-form intrinsics (!Ref, !Sub) expanded."""
+    """template.yaml as a dict, short-form intrinsics (!Ref, !Sub) expanded.
+
+    Parsing (PyYAML in pure Python) costs more than reading: the result is kept by the file's
+    text, so an edited template is parsed afresh, and each caller gets a copy of its own.
+    """
     from samtranslator.yaml_helper import yaml_parse
 
-    parsed: dict[str, Any] = yaml_parse(path.read_text())
+    text = path.read_text()
+    if text not in _parsed_templates:
+        _parsed_templates[text] = json.dumps(yaml_parse(text))
+    parsed: dict[str, Any] = json.loads(_parsed_templates[text])
     return parsed
 
 
@@ -174,14 +184,16 @@ def _deploy(
     session: boto3.session.Session, stack_name: str, parameters: Mapping[str, str] | None, api_key: str | None
 ) -> DeployedStack:
     parameters = dict(parameters or {})
+    # A boto3 client costs 20-40 ms of CPU to create: the deploy makes each one once.
     s3 = session.client("s3")
+    cfn = session.client("cloudformation")
     s3.create_bucket(Bucket=ARTIFACT_BUCKET)
     s3.put_object(Bucket=ARTIFACT_BUCKET, Key="poller.zip", Body=package_function())
     cloud = transform(load_template(), parameters, f"s3://{ARTIFACT_BUCKET}/poller.zip", session)
 
     created_apart: dict[str, str] = {}
     ignored: dict[str, str] = {}
-    if dynamodb_apart(session):
+    if _served_apart(session.client("dynamodb"), cfn):
         # The table lives in DynamoDB Local: made there from its definition, referred to by name and ARN.
         for logical_id, table in _take_out(cloud, "AWS::DynamoDB::Table").items():
             name, arn, skipped = create_table(
@@ -197,7 +209,6 @@ def _deploy(
     # locally, `runway_archiver.local_queue` plays the SQS event source instead.
     _set_aside(cloud, "AWS::Lambda::EventSourceMapping")
 
-    cfn = session.client("cloudformation")
     cfn.create_stack(
         StackName=stack_name,
         TemplateBody=json.dumps(cloud),
@@ -221,8 +232,9 @@ def _deploy(
     # moto does not create AWS::SecretsManager::Secret: make them, with values, as an operator would
     # (api_key=None: the key secret without a value, as a fresh deploy on AWS leaves it).
     secret_values = {"ApiKeySecret": api_key}
+    secretsmanager = session.client("secretsmanager")
     secret_arns = {
-        logical_id: session.client("secretsmanager").create_secret(
+        logical_id: secretsmanager.create_secret(
             Name=f"{stack_name}-{logical_id}",
             **_secret_string(secret_values.get(logical_id, secrets.token_urlsafe(36))),
         )["ARN"]
@@ -233,7 +245,7 @@ def _deploy(
         if _ref(output.get("Value")) in secret_arns:
             outputs[name] = secret_arns[output["Value"]["Ref"]]
 
-    _apply_bucket_versioning(session, cloud, physical)
+    _apply_bucket_versioning(s3, cloud, physical)
 
     lambda_client = session.client("lambda")
     environments: dict[str, dict[str, str]] = {}
@@ -269,14 +281,12 @@ def _secret_string(value: str | None) -> dict[str, Any]:
     return {} if value is None else {"SecretString": value}
 
 
-def _apply_bucket_versioning(session: boto3.session.Session, cloud: dict[str, Any], physical: dict[str, str]) -> None:
+def _apply_bucket_versioning(s3: Any, cloud: dict[str, Any], physical: dict[str, str]) -> None:
     """moto's CloudFormation ignores a bucket's VersioningConfiguration: apply it as S3 would."""
     for logical_id, resource in cloud["Resources"].items():
         status = resource.get("Properties", {}).get("VersioningConfiguration", {}).get("Status")
         if resource["Type"] == "AWS::S3::Bucket" and status and logical_id in physical:
-            session.client("s3").put_bucket_versioning(
-                Bucket=physical[logical_id], VersioningConfiguration={"Status": status}
-            )
+            s3.put_bucket_versioning(Bucket=physical[logical_id], VersioningConfiguration={"Status": status})
 
 
 def _ref(value: Any) -> str | None:
@@ -311,8 +321,12 @@ _PSEUDO = {"AWS::Region": REGION, "AWS::AccountId": "123456789012", "AWS::Partit
 
 def dynamodb_apart(session: boto3.session.Session) -> bool:
     """Whether DynamoDB is served by another engine than CloudFormation (AWS_ENDPOINT_URL_DYNAMODB)."""
-    dynamodb = urlparse(session.client("dynamodb").meta.endpoint_url).netloc
-    cloudformation = urlparse(session.client("cloudformation").meta.endpoint_url).netloc
+    return _served_apart(session.client("dynamodb"), session.client("cloudformation"))
+
+
+def _served_apart(dynamodb_client: Any, cloudformation_client: Any) -> bool:
+    dynamodb = urlparse(dynamodb_client.meta.endpoint_url).netloc
+    cloudformation = urlparse(cloudformation_client.meta.endpoint_url).netloc
     return dynamodb != cloudformation and not dynamodb.endswith(".amazonaws.com")
 
 

@@ -34,15 +34,23 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Any:
     report = yield
     marker = item.get_closest_marker("fault")
-    if marker is not None and (report.when == "call" or report.outcome != "passed"):
-        observed = "as expected" if report.outcome == "passed" else _first_line(report.longreprtext)
-        _results[tuple(marker.args)].append((item.name, observed))
+    if marker is not None:  # carried with the report: under pytest-xdist, to the process that writes the table
+        report.user_properties.append(("fault", [*marker.args, item.name]))
     return report
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Each case's outcome, in the process that writes the table (the controller under pytest-xdist)."""
+    fault = next((value for key, value in report.user_properties if key == "fault"), None)
+    if isinstance(fault, list) and (report.when == "call" or report.outcome != "passed"):
+        area, kind, expected, name = fault
+        observed = "as expected" if report.outcome == "passed" else _first_line(report.longreprtext)
+        _results[(area, kind, expected)].append((name, observed))
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     path = session.config.getoption("--reliability-report")
-    if not path or not _results:
+    if not path or not _results or hasattr(session.config, "workerinput"):  # a pytest-xdist worker: not its job
         return
     lines = [
         "| area | fault | cases | expected outcome | observed outcome |",
