@@ -68,7 +68,9 @@ class Fault:
     # Media only: serve the real file, but misbehave while doing it.
     stream: bool = False  # serve the file (with the changes below) rather than `body`
     chunked: bool = False  # no Content-Length: Transfer-Encoding chunked
-    drip_seconds: float = 0.0  # pause between 64 KiB pieces
+    drip_seconds: float = 0.0  # pause between pieces of the body
+    drip_piece: int = _PIECE  # the size of those pieces (1: a byte at a time)
+    header_drip_seconds: float = 0.0  # pause between the bytes of the status line and headers
     stream_content_type: str | None = None  # claim another Content-Type for the file
 
     def cut_after(self, at: int) -> Fault:
@@ -466,17 +468,25 @@ class _FeedHandler(BaseHTTPRequestHandler):
             self.send_header("Transfer-Encoding", "chunked")
         else:
             self.send_header("Content-Length", str(size))
-        self.end_headers()
+        if how.header_drip_seconds:
+            if not self._drip_headers(how.header_drip_seconds):
+                return
+        else:
+            self.end_headers()
         limit = size if how.truncate_at is None else how.truncate_at
         sent = 0
         started = time.monotonic()
         bandwidth = self.emulator.media_bytes_per_second
         for chunk in media_bytes(self.path, size):
-            for start in range(0, len(chunk), _PIECE):
-                piece = chunk[start : start + _PIECE][: max(0, limit - sent)]
+            for start in range(0, len(chunk), how.drip_piece):
+                piece = chunk[start : start + how.drip_piece][: max(0, limit - sent)]
                 if how.drip_seconds:
                     time.sleep(how.drip_seconds)
-                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece) if how.chunked else piece)
+                try:
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece) if how.chunked else piece)
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True  # the client gave up (a dripped body it would not wait for)
+                    return
                 sent += len(piece)
                 if bandwidth and (ahead := sent / bandwidth - (time.monotonic() - started)) > 0:
                     time.sleep(ahead)
@@ -488,6 +498,23 @@ class _FeedHandler(BaseHTTPRequestHandler):
             self.close_connection = True  # the client sees a body cut short
         elif how.chunked:
             self.wfile.write(b"0\r\n\r\n")
+
+    def _drip_headers(self, pause: float) -> bool:
+        """Send the status line and headers one byte at a time, as a host that stalls a client would;
+        False when the client hung up before the last one."""
+        self.send_header("Connection", "close")
+        self.close_connection = True
+        self._headers_buffer.append(b"\r\n")  # what end_headers() adds
+        head = b"".join(self._headers_buffer)
+        self._headers_buffer = []
+        for byte in range(len(head)):
+            time.sleep(pause)
+            try:
+                self.wfile.write(head[byte : byte + 1])
+                self.wfile.flush()
+            except OSError:
+                return False
+        return True
 
     def _send(self, fault: Fault) -> None:
         if fault.delay:
