@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import threading
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeAlias
 from urllib.parse import urlsplit
 
@@ -22,7 +24,7 @@ from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConn
 from .errors import MediaError, Persistence
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Iterator
 
     from .config import IPNetwork
 
@@ -136,9 +138,17 @@ def guarded_pool_manager(guard: AddressGuard, **pool_kwargs: Any) -> urllib3.Poo
         def _new_conn(self) -> socket.socket:
             return _guarded_new_conn(self, guard)
 
+        def request(self, *args: Any, **kwargs: Any) -> None:
+            _report_socket(self.sock)  # a connection from the pool: its socket is already there
+            super().request(*args, **kwargs)
+
     class GuardedHTTPSConnection(HTTPSConnection):
         def _new_conn(self) -> socket.socket:
             return _guarded_new_conn(self, guard)
+
+        def request(self, *args: Any, **kwargs: Any) -> None:
+            _report_socket(self.sock)
+            super().request(*args, **kwargs)
 
     class GuardedHTTPPool(HTTPConnectionPool):
         ConnectionCls = GuardedHTTPConnection
@@ -151,9 +161,32 @@ def guarded_pool_manager(guard: AddressGuard, **pool_kwargs: Any) -> urllib3.Poo
     return manager
 
 
+_watchers = threading.local()
+
+
+@contextmanager
+def sockets_reported_to(watch: Callable[[socket.socket], None]) -> Iterator[None]:
+    """Inside, every socket a guarded connection of this thread sends a request on goes to `watch`
+    first (a new one as soon as it is connected), so a watchdog can shut it down mid-answer."""
+    previous = getattr(_watchers, "watch", None)
+    _watchers.watch = watch
+    try:
+        yield
+    finally:
+        _watchers.watch = previous
+
+
+def _report_socket(sock: socket.socket | None) -> None:
+    watch = getattr(_watchers, "watch", None)
+    if watch is not None and sock is not None:
+        watch(sock)
+
+
 def _guarded_new_conn(conn: HTTPConnection, guard: AddressGuard) -> socket.socket:
     try:
-        return guard.connect(conn.host, conn.port, conn.timeout, conn.source_address, conn.socket_options)
+        sock = guard.connect(conn.host, conn.port, conn.timeout, conn.source_address, conn.socket_options)
+        _report_socket(sock)
+        return sock
     except socket.gaierror as exc:
         raise NameResolutionError(conn.host, conn, exc) from exc
     except TimeoutError as exc:

@@ -1,8 +1,10 @@
-"""Secrets (the CometAPI key, the callback token), read once per cold start and again only after a refusal."""
+"""Secrets (the CometAPI key, the callback token): read once per cold start, then again after a
+refusal (the key) or once the copy is older than its time to live (the callback token)."""
 
 from __future__ import annotations
 
 import threading
+import time
 from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -10,6 +12,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from .feed import FeedError, FeedErrorKind
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from mypy_boto3_secretsmanager import SecretsManagerClient
 
 
@@ -18,30 +22,49 @@ class SecretUnavailable(Exception):
 
 
 class CachedSecret:
-    """A secret's bare `SecretString`, read once and kept for the life of the container.
+    """A secret's bare `SecretString`, read once and kept for the life of the container, or with
+    `max_age_seconds` read again once the kept copy is that old (on `clock`, monotonic seconds).
 
-    A rotated value shows up as a refusal; the caller then asks for `refreshed()`, which reads the
-    secret again (once, however many threads saw the refusal with the stale value).
+    A secret we present (the API key) shows a rotation as a refusal: the caller then asks for
+    `refreshed()`, which reads the secret again (once, however many threads saw the refusal with the
+    stale value). A secret we check others against (the callback token) has no such signal, a
+    mismatch being what any wrong caller sends: it is re-read on its age alone, so a rotation
+    revokes the old value within `max_age_seconds`. A failed re-read raises (no stale value is kept
+    past its age).
     """
 
-    def __init__(self, client: SecretsManagerClient, secret_id: str, *, what: str = "the secret") -> None:
+    def __init__(
+        self,
+        client: SecretsManagerClient,
+        secret_id: str,
+        *,
+        what: str = "the secret",
+        max_age_seconds: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._client = client
         self._secret_id = secret_id
         self._what = what
+        self._max_age = max_age_seconds
+        self._clock = clock
         self._value: str | None = None
+        self._read_at = 0.0
         self._lock = threading.Lock()
-        self.reads = 0  # Secrets Manager calls made: one per cold start in normal operation
+        self.reads = 0  # Secrets Manager calls made: one per cold start (and per max age) in normal operation
 
     def current(self) -> str:
         with self._lock:
-            if self._value is None:
+            if self._value is None or (self._max_age is not None and self._clock() - self._read_at >= self._max_age):
+                self._value = None  # a failed re-read leaves nothing to trust
                 self._value = self._read()
+                self._read_at = self._clock()
             return self._value
 
     def refreshed(self, stale: str) -> str:
         with self._lock:
             if self._value is None or self._value == stale:
                 self._value = self._read()
+                self._read_at = self._clock()
             return self._value
 
     def _read(self) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Final, TypeVar
 
 from .feed import Provider
 
@@ -17,6 +17,11 @@ if TYPE_CHECKING:
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _N = TypeVar("_N", int, float)
+
+# How long a warm callback container trusts the token it read: a rotated (revoked) token is refused
+# at most this long after the rotation. One Secrets Manager read per container per period; a wrong
+# token never causes a read (a flood of bad callbacks cannot drive the secret's calls).
+CALLBACK_TOKEN_TTL_SECONDS: Final = 300.0
 
 
 class ConfigError(ValueError):
@@ -140,6 +145,7 @@ class CallbackSettings:
     token_secret_id: str
     max_body_bytes: int = 64 * 1024
     allow_registration: bool = False
+    token_ttl_seconds: float = CALLBACK_TOKEN_TTL_SECONDS
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> CallbackSettings:
@@ -150,6 +156,9 @@ class CallbackSettings:
             token_secret_id=given["CALLBACK_TOKEN_SECRET_ARN"],
             max_body_bytes=_number(environ, "CALLBACK_MAX_BYTES", _whole_number, cls.max_body_bytes, "a whole number"),
             allow_registration=environ.get("ALLOW_CALLBACK_REGISTRATION", "").strip().lower() == "true",
+            token_ttl_seconds=_number(
+                environ, "CALLBACK_TOKEN_TTL_SECONDS", _positive, cls.token_ttl_seconds, "a positive number"
+            ),
         )
 
 
@@ -181,6 +190,13 @@ def _whole_number(raw: str) -> int:
     if not raw.isdigit():
         raise ValueError(raw)
     return int(raw)
+
+
+def _positive(raw: str) -> float:
+    value = float(raw)
+    if not 0 < value < float("inf"):
+        raise ValueError(raw)
+    return value
 
 
 def _parse_networks(raw: str) -> tuple[IPNetwork, ...]:

@@ -30,7 +30,7 @@ from .feed import (
     known_families,
 )
 from .observability import logger
-from .tasks import ARCHIVED, EXPIRED, FAILED, Claim, LeaseLost, from_dynamo
+from .tasks import ARCHIVED, EXPIRED, FAILED, Claim, LeaseLost, from_dynamo, storable
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
@@ -244,7 +244,7 @@ class TaskLifecycle:
             "dialect": answer.dialect.value,
             "prompt": _text(answer.facts, "prompt"),
             "prompt_en": _text(answer.facts, "prompt_en"),
-            "provider_answer": from_dynamo(dict(answer.data)),
+            "provider_answer": storable(from_dynamo(dict(answer.data))),  # strict JSON: no bare NaN
             "assets": events.asset_map({role: asset.as_dict() if asset else None for role, asset in assets.items()}),
             "archived_at": self.now_iso,
             "event_id": events.event_id(claim.task_id, ARCHIVED),
@@ -301,7 +301,7 @@ class TaskLifecycle:
     def finish(self, claim: Claim, answer: FeedAnswer | None, outcome: Outcome) -> None:
         """Record the terminal outcome with its event, then announce it."""
         assets = events.asset_map({role: asset.as_dict() if asset else None for role, asset in outcome.assets.items()})
-        provider = from_dynamo(dict(answer.data)) if answer else _stored_provider(claim)
+        provider = storable(from_dynamo(dict(answer.data))) if answer else _stored_provider(claim)
         dialect = answer.dialect.value if answer else _stored_text(claim, "dialect")
         facts = answer.facts if answer else claim.item
         manifest = _manifest_reference(outcome.manifest)

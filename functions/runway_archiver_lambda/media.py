@@ -6,10 +6,13 @@ Every hop of a download is checked by the guard first, and every connection goes
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
+import math
 import mimetypes
 import posixpath
+import socket
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -21,7 +24,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from .address_guard import AddressGuard, guarded_pool_manager
+from .address_guard import AddressGuard, guarded_pool_manager, sockets_reported_to
 from .errors import MediaError, Persistence
 
 if TYPE_CHECKING:
@@ -30,7 +33,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 MiB = 1024 * 1024
-READ_CHUNK = 256 * 1024  # the copy deadline is checked between reads of at most this much
+READ_CHUNK = 256 * 1024  # what one read of the body asks for
 MAX_REDIRECTS = 3
 MANIFEST_NAME = "task.json"  # beside the media: {prefix}/{task_id}/task.json
 _EXTENSIONS = {
@@ -185,11 +188,68 @@ class UploadReceipts:
             self._receipts[where] = Receipt(parsed.get("VersionId"), result.get("ChecksumSHA256"), multipart)
 
 
+class CopyDeadline:
+    """Bounds one copy's download (connect, headers, body) by its deadline, however slowly a host answers.
+
+    urllib3's read timeout restarts with every byte received, and a read of n bytes waits for all n:
+    a host sending a byte every few seconds, in its headers or its body, never trips a timeout.
+    A timer shuts down every socket the copy sends a request on (`sockets_reported_to`) when the
+    deadline passes; the blocked read returns at once and the copy fails as not finished in time.
+    """
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._expired = False
+        self._timer: threading.Timer | None = None
+
+    @property
+    def expired(self) -> bool:
+        with self._lock:
+            return self._expired or time.monotonic() > self.deadline
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.append(sock)
+            expired = self._expired
+        if expired:
+            _shut(sock)
+
+    def __enter__(self) -> CopyDeadline:
+        if math.isfinite(self.deadline):
+            self._timer = threading.Timer(max(0.0, self.remaining()), self._expire)
+            self._timer.daemon = True
+            self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def _expire(self) -> None:
+        with self._lock:
+            self._expired = True
+            sockets = list(self._sockets)
+        for sock in sockets:
+            _shut(sock)
+
+
+def _shut(sock: socket.socket) -> None:
+    """Shut a socket down under whatever thread is blocked on it (for TLS too: the raw socket's shutdown,
+    not SSLSocket's, which would pull the TLS state from under the reader)."""
+    with contextlib.suppress(OSError):  # already closed
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
 class _HashingReader:
     """A file-like view of an HTTP body that hashes, counts and bounds what passes through."""
 
     def __init__(
-        self, response: urllib3.BaseHTTPResponse, expected_size: int | None, max_size: int, deadline: float
+        self, response: urllib3.BaseHTTPResponse, expected_size: int | None, max_size: int, deadline: CopyDeadline
     ) -> None:
         self._response = response
         self._deadline = deadline
@@ -204,14 +264,17 @@ class _HashingReader:
         wanted = size if size >= 0 else None
         got = 0
         while wanted is None or got < wanted:
-            if time.monotonic() > self._deadline:
-                # A slow drip never trips the read timeout; this bounds the whole copy.
-                raise MediaError(f"copy not finished in time after {self.size + got} bytes")
+            if self._deadline.expired:
+                raise self._late(got)
             try:
                 data = self._response.read(min(READ_CHUNK, wanted - got) if wanted is not None else READ_CHUNK)
-            except Urllib3Error as exc:
+            except (Urllib3Error, OSError) as exc:
+                if self._deadline.expired:  # the deadline's timer shut the socket down
+                    raise self._late(got) from exc
                 raise MediaError(f"download broken off after {self.size + got} bytes: {type(exc).__name__}") from exc
             if not data:
+                if self._deadline.expired:  # a body without a length ends at EOF: this one was cut
+                    raise self._late(got)
                 break
             chunks.append(data)
             got += len(data)
@@ -223,6 +286,9 @@ class _HashingReader:
         if wanted is None or got < wanted:
             self._finish()
         return body
+
+    def _late(self, got: int) -> MediaError:
+        return MediaError(f"copy not finished in time after {self.size + got} bytes")
 
     def _finish(self) -> None:
         if self._expected_size is not None and self.size != self._expected_size:
@@ -324,16 +390,19 @@ class MediaArchiver:
     ) -> StoredAsset:
         """Copy one URL to `{prefix}/[{folder}/]{task_id}/{role}{ext}`; the same key on every retry.
 
-        `deadline` (time.monotonic()) bounds the whole copy; past it the copy is abandoned and the
-        multipart upload aborted, so nothing partial is ever visible in the bucket. `auth` gives the
-        headers of each hop (the API key for the API's own host, nothing for any other).
+        `deadline` (time.monotonic()) bounds the whole copy, connection, headers and body included;
+        past it the copy is abandoned and the multipart upload aborted, so nothing partial is ever
+        visible in the bucket. `auth` gives the headers of each hop (the API key for the API's own
+        host, nothing for any other).
         """
-        response = self._open(url, auth)
-        try:
-            asset = self._upload(task_id, role, url, response, deadline, folder=folder)
-        except BaseException:
-            response.close()  # a half-read body must not go back to the pool
-            raise
+        with CopyDeadline(float("inf") if deadline is None else deadline) as bound:
+            with sockets_reported_to(bound.watch):
+                response = self._open(url, bound, auth)
+            try:
+                asset = self._upload(task_id, role, url, response, bound, folder=folder)
+            except BaseException:
+                response.close()  # a half-read body must not go back to the pool
+                raise
         response.release_conn()
         return asset
 
@@ -343,7 +412,7 @@ class MediaArchiver:
         role: str,
         url: str,
         response: urllib3.BaseHTTPResponse,
-        deadline: float | None,
+        deadline: CopyDeadline,
         *,
         folder: str | None = None,
     ) -> StoredAsset:
@@ -352,7 +421,7 @@ class MediaArchiver:
         if expected is not None and expected > self._max_bytes:
             raise MediaTooLarge(f"Content-Length {expected} exceeds the limit of {self._max_bytes} bytes")
         key = self.key_for(task_id, role, _extension(content_type, url), folder)
-        reader = _HashingReader(response, expected, self._max_bytes, deadline or float("inf"))
+        reader = _HashingReader(response, expected, self._max_bytes, deadline)
         # A file copied out of the bucket still says what it is. The SHA-256 is known before the object
         # is created only for a single-request upload; a multipart one is re-stamped with it (_restamp).
         self._receipts.expect(
@@ -449,12 +518,14 @@ class MediaArchiver:
             checksum_sha256=answer.get("ChecksumSHA256") or base64_sha256(digest.hexdigest()),
         )
 
-    def _open(self, url: str, auth: HopHeaders | None = None) -> urllib3.BaseHTTPResponse:
+    def _open(self, url: str, deadline: CopyDeadline, auth: HopHeaders | None = None) -> urllib3.BaseHTTPResponse:
         """GET `url`, following at most MAX_REDIRECTS redirects, each hop checked again (and given
         only its own headers: a redirect off the API's host goes without the key)."""
         current = url
         for _ in range(MAX_REDIRECTS + 1):
             self._guard.check_url(current)
+            if deadline.expired:
+                raise MediaError(f"copy not finished in time: no answer from {_safe(current)}")
             try:
                 response = self._http.request(
                     "GET",
@@ -463,9 +534,11 @@ class MediaArchiver:
                     preload_content=False,
                     redirect=False,
                     retries=self._retry,
-                    timeout=self._timeout,
+                    timeout=_within(self._timeout, deadline.remaining()),
                 )
-            except Urllib3Error as exc:
+            except (Urllib3Error, OSError) as exc:
+                if deadline.expired:  # headers dripped past the deadline: its timer shut the socket
+                    raise MediaError(f"copy not finished in time: no answer from {_safe(current)}") from exc
                 raise MediaError(f"download of {_safe(current)} failed: {type(exc).__name__}") from exc
             if response.status in (301, 302, 303, 307, 308) and response.headers.get("Location"):
                 current = urljoin(current, response.headers["Location"])
@@ -482,6 +555,18 @@ class MediaArchiver:
                 )
             return response
         raise MediaError(f"more than {MAX_REDIRECTS} redirects from {_safe(url)}", Persistence.PERSISTENT)
+
+
+def _within(timeout: urllib3.Timeout, remaining: float) -> urllib3.Timeout:
+    """`timeout`, no longer than what is left of the copy's time (a connect never outlives it)."""
+    if not math.isfinite(remaining):
+        return timeout
+    left = max(0.001, remaining)
+    connect, read = timeout.connect_timeout, timeout.read_timeout
+    return urllib3.Timeout(
+        connect=min(connect, left) if isinstance(connect, int | float) else left,
+        read=min(read, left) if isinstance(read, int | float) else left,
+    )
 
 
 def _s3_error(exc: Exception) -> str:

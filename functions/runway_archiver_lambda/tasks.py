@@ -458,9 +458,49 @@ def _claim(task_id: str, run_id: str, attributes: Mapping[str, Any]) -> Claim:
     )
 
 
+# What a DynamoDB number holds: at most 38 significant digits, magnitude from 1E-130 to below 1E+126.
+_NUMBER_DIGITS = 38
+_NUMBER_EXPONENTS = range(-130, 126)
+
+
+def storable(value: Any) -> Any:
+    """A third party's JSON value as both DynamoDB and strict JSON hold it.
+
+    Python's JSON reader accepts what neither does: NaN, Infinity and -Infinity (bare words), 1e400
+    (read as infinity), integers of any length. Such a number is kept as its JSON text, a string
+    ("NaN", "Infinity", "-Infinity", "1e+300", the integer's digits): nothing is lost but its type,
+    and the task is archived like any other (a number boto3 refuses would fail every write of it).
+    """
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int | float | Decimal):
+        return value if _fits_a_number(value) else _number_text(value)
+    if isinstance(value, dict):
+        return {str(k): storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable(v) for v in value]
+    return value
+
+
+def _fits_a_number(value: int | float | Decimal) -> bool:
+    number = Decimal(value) if not isinstance(value, float) else Decimal(repr(value))
+    if not number.is_finite():
+        return False
+    if number.is_zero():
+        return True
+    # Every digit counts, trailing zeros too: boto3 refuses to round even those away.
+    return len(number.as_tuple().digits) <= _NUMBER_DIGITS and number.adjusted() in _NUMBER_EXPONENTS
+
+
+def _number_text(value: int | float | Decimal) -> str:
+    if isinstance(value, float):
+        return json.dumps(value)  # NaN, Infinity, -Infinity, or the float's shortest text
+    return str(value)
+
+
 def to_dynamo(value: Any) -> Any:
-    """Python/JSON values as DynamoDB accepts them: floats become Decimals."""
-    return json.loads(json.dumps(value), parse_float=Decimal)
+    """Python/JSON values as DynamoDB accepts them: floats become Decimals, numbers it cannot hold strings."""
+    return json.loads(json.dumps(storable(value), allow_nan=False), parse_float=Decimal)
 
 
 def from_dynamo(value: Any) -> Any:

@@ -3,6 +3,7 @@ worker functions) and the callback function's."""
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 import boto3
@@ -21,7 +22,7 @@ from .tasks import TaskStore
 from .workqueue import WorkQueue
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
 
 def build_poller(environ: Mapping[str, str], session: boto3.session.Session | None = None) -> Poller:
@@ -63,8 +64,14 @@ def build_poller(environ: Mapping[str, str], session: boto3.session.Session | No
     return Poller(settings, store, feed, media, publisher, work_queue=work_queue)
 
 
-def build_callbacks(environ: Mapping[str, str], session: boto3.session.Session | None = None) -> Callbacks:
-    """Wire the callback function to its table, work queue and token secret."""
+def build_callbacks(
+    environ: Mapping[str, str],
+    session: boto3.session.Session | None = None,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+) -> Callbacks:
+    """Wire the callback function to its table, work queue and token secret (re-read on `clock`,
+    every `CALLBACK_TOKEN_TTL_SECONDS`)."""
     settings = CallbackSettings.from_environ(environ)
     session = session or boto3.session.Session()
     # The sender waits on us: fail fast rather than retry long.
@@ -74,6 +81,10 @@ def build_callbacks(environ: Mapping[str, str], session: boto3.session.Session |
         TaskStore(session.resource("dynamodb", config=aws_config).Table(settings.table_name)),
         WorkQueue(session.client("sqs", config=aws_config), settings.work_queue_url),
         CachedSecret(
-            session.client("secretsmanager", config=aws_config), settings.token_secret_id, what="the callback token"
+            session.client("secretsmanager", config=aws_config),
+            settings.token_secret_id,
+            what="the callback token",
+            max_age_seconds=settings.token_ttl_seconds,
+            clock=clock,
         ),
     )

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .archive import STATUSES, OperatorError
-from .archive_ops import archived_task_ids, export_rows, forget, verify_task, write_export
+from .archive_ops import VERIFY_RESULTS, archived_task_ids, export_rows, forget, verify_task, write_export
 
 if TYPE_CHECKING:
     import argparse
@@ -57,8 +57,7 @@ def _verify(args: argparse.Namespace, out: Output) -> int:
             _draw(tasks, total)
     if show:
         print(file=sys.stderr)
-    results = ("ok", "missing", "mismatch", "skipped")
-    counts = {result: sum(1 for c in checks if c.result == result) for result in results}
+    counts = {result: sum(1 for c in checks if c.result == result) for result in VERIFY_RESULTS}
     failed = counts["missing"] + counts["mismatch"]
 
     def text() -> Iterator[str]:
@@ -68,7 +67,8 @@ def _verify(args: argparse.Namespace, out: Output) -> int:
             yield f"{check.task_id:<38} {check.role:<11} {check.result.upper():<9} {check.key or ''}  {check.detail}"
         yield (
             f"{len(checks)} check(s) over {tasks} task(s): {counts['ok']} ok, {counts['missing']} missing, "
-            f"{counts['mismatch']} mismatched, {counts['skipped']} skipped" + (" (deep)" if args.deep else "")
+            f"{counts['mismatch']} mismatched, {counts['skipped']} skipped, {counts['archived-cold']} archived cold"
+            + (" (deep)" if args.deep else "")
         )
 
     out.emit({"ok": failed == 0, "counts": counts, "tasks": tasks, "checks": [c.as_dict() for c in checks]}, text)

@@ -24,7 +24,7 @@ from runway_archiver_lambda.tasks import ARCHIVED, FORGOTTEN, UNANNOUNCED, from_
 
 from .archive import BATCH_GET_LIMIT, Archive, OperatorError, pages
 
-__all__ = ["FORGOTTEN", "archived_task_ids", "export_rows", "forget", "verify_task", "write_export"]
+__all__ = ["FORGOTTEN", "VERIFY_RESULTS", "archived_task_ids", "export_rows", "forget", "verify_task", "write_export"]
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -48,7 +48,7 @@ class Check:
     task_id: str
     role: str
     key: str | None
-    result: str  # ok | missing | mismatch | skipped
+    result: str  # ok | missing | mismatch | skipped | archived-cold (see VERIFY_RESULTS)
     detail: str = ""
 
     @property
@@ -63,6 +63,15 @@ class Check:
             "result": self.result,
             "detail": self.detail,
         }
+
+
+# Every result a check can have, in the order the CLI counts them. `archived-cold`: the object is in
+# an archive storage class (GLACIER, DEEP_ARCHIVE, an archive tier) and not restored, so `--deep`
+# could not download it; what HeadObject tells was checked. Only missing and mismatch fail.
+VERIFY_RESULTS = ("ok", "missing", "mismatch", "skipped", "archived-cold")
+# HeadObject's answers for an object that is not there: 404, or 403 to a caller without s3:ListBucket.
+_NOT_THERE = frozenset({"404", "NoSuchKey", "NotFound"})
+_FORBIDDEN = frozenset({"403", "Forbidden", "AccessDenied"})
 
 
 def archived_task_ids(archive: Archive) -> Iterator[str]:
@@ -88,7 +97,7 @@ def verify_task(archive: Archive, task_id: str, *, deep: bool = False) -> list[C
     manifest = item.get("manifest")
     if manifest:
         checks.append(_verify_object(s3, task_id, "manifest", manifest, deep))
-        if deep and not checks[-1].failed:
+        if deep and checks[-1].result == "ok":  # downloaded: neither failed nor archived cold
             checks.append(_verify_manifest_contents(s3, task_id, manifest, item))
     else:
         checks.append(Check(task_id, "manifest", None, "skipped", "archived before manifests existed"))
@@ -100,13 +109,30 @@ def _verify_object(s3: Any, task_id: str, role: str, recorded: dict[str, Any], d
     try:
         head = s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+        code = str(exc.response.get("Error", {}).get("Code"))
+        if code in _NOT_THERE:
             return Check(task_id, role, key, "missing", "no such object")
+        if code in _FORBIDDEN:
+            # S3 answers 403, not 404, for a missing key to a caller without s3:ListBucket.
+            return Check(task_id, role, key, "missing", "S3 answered 403: no such object, or no permission to read it")
         raise
     problems = _head_problems(head, recorded)
     if not problems and deep:
         digest = hashlib.sha256()
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+        try:
+            body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "InvalidObjectState":
+                raise
+            kept_in = exc.response.get("Error", {}).get("StorageClass") or head.get("StorageClass") or "an archive tier"
+            return Check(
+                task_id,
+                role,
+                key,
+                "archived-cold",
+                f"in {kept_in}, not restored: size and S3 checksum checked, not downloaded"
+                " (restore it to hash it again)",
+            )
         for chunk in iter(lambda: body.read(READ_CHUNK), b""):
             digest.update(chunk)
         if digest.hexdigest() != recorded.get("sha256"):
@@ -214,7 +240,9 @@ def write_export(rows: Iterable[dict[str, Any]], out: TextIO, fmt: str) -> int:
             out.write(json.dumps(row, sort_keys=True, default=str) + "\n")
             count += 1
         return count
-    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    # Rows end in CRLF (RFC 4180): Python's writer quotes a field holding a character of the line
+    # terminator, so a CR or LF inside a prompt stays inside its quoted cell instead of ending the row.
+    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\r\n")
     writer.writeheader()
     for row in rows:
         flat = {name: row.get(name) for name in CSV_COLUMNS}
@@ -224,9 +252,21 @@ def write_export(rows: Iterable[dict[str, Any]], out: TextIO, fmt: str) -> int:
                 flat[f"{role}_{part}"] = (assets.get(role) or {}).get(part)
         others = {role: a for role, a in assets.items() if role not in BASE_ASSET_ROLES and a}
         flat["other_assets"] = json.dumps(others, sort_keys=True) if others else ""
-        writer.writerow(flat)
+        writer.writerow({name: _inert_cell(value) for name, value in flat.items()})
         count += 1
     return count
+
+
+# A spreadsheet reads a cell starting with one of these as a formula (OWASP, "CSV Injection"); a
+# prompt or an error message comes from a third party and may start with one on purpose.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _inert_cell(value: Any) -> Any:
+    """A text cell a spreadsheet shows as text: a leading `'` before what would start a formula."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 def csv_text(rows: Iterable[dict[str, Any]]) -> str:

@@ -79,7 +79,9 @@ class Fault:
     # Media only: serve the real file, but misbehave while doing it.
     stream: bool = False  # serve the file (with the changes below) rather than `body`
     chunked: bool = False  # no Content-Length: Transfer-Encoding chunked
-    drip_seconds: float = 0.0  # pause between 64 KiB pieces
+    drip_seconds: float = 0.0  # pause between pieces of the body
+    drip_piece: int = _PIECE  # the size of those pieces (1: a byte at a time)
+    header_drip_seconds: float = 0.0  # pause between the bytes of the status line and headers
     stream_content_type: str | None = None  # claim another Content-Type for the file
 
     def cut_after(self, at: int) -> Fault:
@@ -591,21 +593,36 @@ class _FeedHandler(BaseHTTPRequestHandler):
     def _stream_media(self, size: int, how: Fault, path: str | None = None) -> None:
         path = path or self.path
         suffix = path[path.rfind(".") :]
-        self.send_response(200)
         content_type = how.stream_content_type or CONTENT_TYPES.get(suffix, "application/octet-stream")
-        self.send_header("Content-Type", content_type)
-        if how.chunked:
-            self.send_header("Transfer-Encoding", "chunked")
+        length = {"Transfer-Encoding": "chunked"} if how.chunked else {"Content-Length": str(size)}
+        headers = {"Content-Type": content_type, **length}
+        if how.header_drip_seconds:
+            if not self._drip_headers(headers, how.header_drip_seconds):
+                return
         else:
-            self.send_header("Content-Length", str(size))
-        self.end_headers()
+            self.send_response(200)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+        try:
+            sent = self._write_body(size, how, path)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client gave up (a dripped body it would not wait for)
+            return
+        if sent < size:
+            self.close_connection = True  # the client sees a body cut short
+        elif how.chunked:
+            self.wfile.write(b"0\r\n\r\n")
+
+    def _write_body(self, size: int, how: Fault, path: str) -> int:
+        """The media body, in pieces, as `how` says (cut, dripped, chunked, bandwidth); the bytes sent."""
         limit = size if how.truncate_at is None else how.truncate_at
         sent = 0
         started = time.monotonic()
         bandwidth = self.emulator.media_bytes_per_second
         for chunk in media_bytes(path, size):
-            for start in range(0, len(chunk), _PIECE):
-                piece = chunk[start : start + _PIECE][: max(0, limit - sent)]
+            for start in range(0, len(chunk), how.drip_piece):
+                piece = chunk[start : start + how.drip_piece][: max(0, limit - sent)]
                 if how.drip_seconds:
                     time.sleep(how.drip_seconds)
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece) if how.chunked else piece)
@@ -613,13 +630,22 @@ class _FeedHandler(BaseHTTPRequestHandler):
                 if bandwidth and (ahead := sent / bandwidth - (time.monotonic() - started)) > 0:
                     time.sleep(ahead)
                 if sent >= limit:
-                    break
-            if sent >= limit:
-                break
-        if sent < size:
-            self.close_connection = True  # the client sees a body cut short
-        elif how.chunked:
-            self.wfile.write(b"0\r\n\r\n")
+                    return sent
+        return sent
+
+    def _drip_headers(self, headers: dict[str, str], pause: float) -> bool:
+        """Send the status line and headers one byte at a time, as a host that stalls a client would;
+        False when the client hung up before the last one."""
+        self.close_connection = True
+        lines = ["HTTP/1.1 200 OK", *(f"{name}: {value}" for name, value in headers.items()), "Connection: close"]
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode()
+        for at in range(len(head)):
+            time.sleep(pause)
+            try:
+                self.wfile.write(head[at : at + 1])
+            except OSError:
+                return False
+        return True
 
     def _send(self, fault: Fault) -> None:
         if fault.delay:

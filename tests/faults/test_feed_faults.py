@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from decimal import Decimal
 
 import pytest
 
@@ -314,3 +315,66 @@ def test_a_refusal_that_clears_does_not_fail_the_task(archive: Archive, feed: Fe
 
     assert archive.item("task")["status"] == "PENDING"
     assert archive.run(minutes(91))["archived"] == 1
+
+
+def _strict_json(text: bytes | str) -> object:
+    def refuse(word: str) -> object:
+        raise ValueError(f"not JSON: {word}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+# Python's JSON reader takes all of these; DynamoDB holds none of them as a number, JSON has no NaN.
+ODD_NUMBERS = (
+    b'"point": NaN, "odd": {"nan": NaN, "inf": Infinity, "minus_inf": -Infinity, "big": 1e400, '
+    b'"long": 123456789012345678901234567890123456789, "fine": 2.5}'
+)
+ODD_AS_STORED = {
+    "nan": "NaN",
+    "inf": "Infinity",
+    "minus_inf": "-Infinity",
+    "big": "Infinity",
+    "long": "123456789012345678901234567890123456789",
+}
+
+
+def _with_odd_numbers(feed: FeedEmulator, status: str) -> Fault:
+    data = dict(feed.task_data(feed.tasks["task"], status))
+    data.pop("point")
+    text = json.dumps({"code": 200, "msg": "success", "data": data}).encode()
+    return Fault(body=text[:-2] + b", " + ODD_NUMBERS + b"}}")
+
+
+@pytest.mark.fault(
+    AREA,
+    "numbers JSON readers take but DynamoDB cannot hold (NaN, ±Infinity, 1e400, a 39-digit integer)",
+    "kept as their JSON text (strings) in the item, the manifest and the event; polled and archived as usual; "
+    "manifest and event strict JSON",
+)
+def test_numbers_dynamodb_cannot_hold_are_kept_as_text_and_the_task_archives(
+    archive: Archive, feed: FeedEmulator, minutes: Minutes
+) -> None:
+    feed.add_task("task", "1 3")
+    feed.fail_feed("task", _with_odd_numbers(feed, "1"), _with_odd_numbers(feed, "3"))
+    archive.register("task")
+
+    first = archive.run(minutes(0))
+
+    assert (first["still_pending"], first["task_errors"]) == (1, 0)
+    pending = archive.item("task")
+    assert pending["status"] == "PENDING" and pending["point"] == "NaN"
+    assert pending["provider"]["odd"] == {**ODD_AS_STORED, "fine": Decimal("2.5")}
+
+    assert archive.run(minutes(1))["archived"] == 1
+
+    item = archive.item("task")
+    assert item["status"] == "ARCHIVED"
+    assert item["provider"]["odd"] == {**ODD_AS_STORED, "fine": Decimal("2.5")}
+    manifest = _strict_json(archive.object_bytes(item["manifest"]["key"]))
+    assert isinstance(manifest, dict)
+    assert manifest["provider_answer"]["odd"] == {**ODD_AS_STORED, "fine": 2.5}
+    assert manifest["provider_answer"]["point"] == "NaN"
+    [event] = archive.events()
+    assert event["type"] == "runway.task.archived"
+    assert event["data"]["provider"]["odd"] == {**ODD_AS_STORED, "fine": 2.5}
+    _strict_json(item["event"])  # the outbox copy, as published

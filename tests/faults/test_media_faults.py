@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -91,6 +92,64 @@ def test_a_broken_download_leaves_nothing_and_is_retried(
     video = archive.item("task")["assets"]["video"]
     assert (int(video["size"]), video["sha256"]) == (video_size, media_sha256(VIDEO, video_size))
     assert len(archive.events()) == 1
+
+
+SLOW_HOST = (
+    "cut off at the copy deadline, however slowly the bytes come; task PENDING with the reason; "
+    "EXPIRED on schedule (24 h) when the host keeps at it"
+)
+
+
+@pytest.mark.parametrize(
+    ("fault", "dripping_for"),
+    [
+        pytest.param(
+            Fault.media(header_drip_seconds=0.05),
+            4.0,  # about 85 bytes of status line and headers: 4.2 s
+            id="dripped-headers",
+            marks=pytest.mark.fault(AREA, "a host dripping its headers a byte at a time (copy budget 1 s)", SLOW_HOST),
+        ),
+        pytest.param(
+            Fault.media(drip_piece=1, drip_seconds=0.03, truncate_at=150),
+            4.5,  # 150 bytes
+            id="dripped-body",
+            marks=pytest.mark.fault(AREA, "a host dripping its body a byte at a time (copy budget 1 s)", SLOW_HOST),
+        ),
+    ],
+)
+def test_a_host_that_drips_bytes_is_cut_off_at_the_copy_deadline_and_the_task_expires(
+    archive: Archive, feed: FeedEmulator, minutes: Minutes, fault: Fault, dripping_for: float
+) -> None:
+    # A byte every 30-50 ms restarts urllib3's read timeout every time: only the copy's own deadline
+    # (MEDIA_COPY_TIMEOUT_SECONDS) can end it. The host stops dripping after `dripping_for` seconds,
+    # so a copy that waited it out fails differently ("broken off") or, for headers, succeeds.
+    feed.add_task("task", "3")
+    feed.fail_media(VIDEO, *[fault] * 6)  # urllib3 may ask again within the run
+    archive.register("task")
+    budget = {"MEDIA_COPY_TIMEOUT_SECONDS": "1"}
+
+    started = time.monotonic()
+    first = archive.run(minutes(0), env=budget)
+    took = time.monotonic() - started
+
+    assert first["archive_errors"] == 1
+    item = archive.item("task")
+    assert item["status"] == "PENDING"
+    assert "video: copy not finished in time" in item["last_error"]
+    assert took < dripping_for  # ended by the deadline, not by the host
+    _nothing_left_in_the_bucket(archive)
+    assert archive.events() == []
+
+    feed.fail_media(VIDEO, *[fault] * 6)
+    last = archive.run(minutes(24 * 60), env=budget)
+
+    assert last["expired"] == 1
+    item = archive.item("task")
+    assert item["status"] == "EXPIRED"
+    assert "no terminal answer within 24 h" in item["error"] and "not finished in time" in item["error"]
+    _nothing_left_in_the_bucket(archive)
+    [event] = archive.events()
+    assert event["type"] == "runway.task.expired"
 
 
 @pytest.mark.fault(

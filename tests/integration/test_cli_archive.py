@@ -97,7 +97,7 @@ def test_verify_catches_a_changed_and_a_deleted_object(cli: Cli) -> None:
     result, detail = failed["arc-changed", "video"]
     assert result == "mismatch"
     assert "size 13, recorded" in detail and "a newer version replaced the archived one" in detail
-    assert report["counts"] == {"ok": 10, "missing": 1, "mismatch": 1, "skipped": 0}
+    assert report["counts"] == {"ok": 10, "missing": 1, "mismatch": 1, "skipped": 0, "archived-cold": 0}
     # and as a table, with the same verdict
     text = cli("verify", "arc-deleted")
     assert text.returncode == 1

@@ -170,15 +170,18 @@ class Archive:
         env: dict[str, str] | None = None,
         base64_encoded: bool = False,
         query: dict[str, str] | None = None,
+        warm: bool = False,
     ) -> dict[str, Any]:
-        """POST to the callback function's URL as the provider would (the stack's token unless given)."""
+        """POST to the callback function's URL as the provider would (the stack's token unless given),
+        in a fresh container, or with `warm` in the container the last call left (as Lambda reuses one)."""
         import base64
 
         for name, value in {**self.stack.environments["IntakeFunction"], **(env or {})}.items():
             self.monkeypatch.setenv(name, value)
         from runway_archiver_lambda.handlers import callback as callback_entry
 
-        self.monkeypatch.setattr(callback_entry, "_callbacks", None)
+        if not warm:
+            self.monkeypatch.setattr(callback_entry, "_callbacks", None)
         self.monkeypatch.setattr(callback_entry.logger.registered_handler, "stream", self.log_stream)
         token = self.callback_token if token is None else token
         event = load_event("callback/function-url.json")
