@@ -21,7 +21,7 @@ from .clock import iso_utc
 from .errors import MediaError, Persistence
 from .feed import FeedAnswer, FeedError, FeedErrorKind, Progress
 from .observability import logger
-from .tasks import ARCHIVED, EXPIRED, FAILED, Claim, LeaseLost, from_dynamo
+from .tasks import ARCHIVED, EXPIRED, FAILED, FORGOTTEN, Claim, LeaseLost, from_dynamo
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
@@ -306,6 +306,9 @@ class TaskLifecycle:
             self.p.store.release(claim)
             return
         self.summary.add(announced=1)
+        if claim.item.get("status") == FORGOTTEN:
+            self.p.store.tombstone_announced(claim, self.iso_wall_now())
+            return
         self.p.store.mark_announced(claim, self.iso_wall_now())
 
     # -- the wall clock -------------------------------------------------------------------
