@@ -409,7 +409,7 @@ class PolicyGuard:
             return
         params = context.get("policy_guard_params", {})
         with self._lock:
-            world = self.worlds.setdefault(context.get("policy_guard_world", "moto-in-process"), World())
+            world = self._known(context.get("policy_guard_world", "moto-in-process"))
             if model.name == "CreateStack":
                 body = params["TemplateBody"]
                 world.stacks[params["StackName"]] = StackRecord(
@@ -499,11 +499,16 @@ class PolicyGuard:
             raise CannotJudge(f"the policy guard knows no deployed role of {caller} for the table {table!r}")
         return role
 
+    def _known(self, key: str) -> World:
+        """The world as this process knows it (a subprocess: from what the test session shared)."""
+        if key not in self.worlds:
+            self.worlds[key] = _shared(key) or World()
+        return self.worlds[key]
+
     def _world(self, key: str, endpoint: str | None) -> World:
+        """The world, its policies read and indexed (again after a stack or a secret was made)."""
         with self._lock:
-            if key not in self.worlds:
-                self.worlds[key] = _shared(key) or World()
-            world = self.worlds[key]
+            world = self._known(key)
             if not world.dirty:
                 return world
             token = _judging.set(True)
