@@ -1,7 +1,7 @@
 """A forgotten task stays forgotten: its tombstone through the callback function's handler, registration and the
 poller (which publishes the forgotten event from the outbox, exactly once: the topic's policy lets only the
-archiver's roles publish, so the operator never does). `forget` run again finishes an erasure cut short, and
-nothing a run wrote between forget's read and its tombstone survives."""
+archiver's roles publish, so the operator never does), and the tombstone `--allow-again` asks that run to delete.
+An erasure cut short and a run writing in between are in tests/faults/test_forget_faults.py."""
 
 from __future__ import annotations
 
@@ -10,8 +10,6 @@ from collections.abc import Callable
 from typing import Any
 
 import boto3
-import pytest
-from botocore.exceptions import ClientError
 
 from runway_archiver.archive import Archive as Operated
 from runway_archiver.archive import StackResources
@@ -83,23 +81,6 @@ def test_the_forgotten_event_is_published_by_the_next_run_once_never_by_the_oper
     assert archive.events() == []
 
 
-def test_allow_again_the_run_that_publishes_the_event_deletes_the_tombstone(
-    archive: Archive, feed: FeedEmulator, minutes: Minutes
-) -> None:
-    _archived(archive, feed, minutes, "gone-again")
-
-    result = forget(_operated(archive), "gone-again", allow_again=True)
-
-    assert result.tombstone == "deleted once its event is published"
-    assert archive.item("gone-again")["status"] == "FORGOTTEN"  # until its event is out
-    assert register_tasks(archive.table, ["gone-again"]).forgotten == ["gone-again"]
-    archive.run(minutes(1))
-    [event] = archive.events()
-    assert (event["type"], event["id"]) == ("runway.task.forgotten", result.event_id)
-    assert "Item" not in archive.table.get_item(Key={"task_id": "gone-again"}, ConsistentRead=True)
-    assert register_tasks(archive.table, ["gone-again"]).registered == ["gone-again"]
-
-
 def test_allow_again_on_a_tombstone_whose_event_is_out_deletes_it_at_once(
     archive: Archive, feed: FeedEmulator, minutes: Minutes
 ) -> None:
@@ -114,66 +95,3 @@ def test_allow_again_on_a_tombstone_whose_event_is_out_deletes_it_at_once(
     assert "Item" not in archive.table.get_item(Key={"task_id": "gone-twice"}, ConsistentRead=True)
     archive.run(minutes(2))
     assert archive.events() == []  # announced once only
-
-
-def test_forget_run_again_finishes_an_erasure_cut_short(archive: Archive, feed: FeedEmulator, minutes: Minutes) -> None:
-    _archived(archive, feed, minutes, "gone-halfway")
-    archived = archive.item("gone-halfway")
-    cut = boto3.session.Session()
-
-    def cut_short(**_: Any) -> None:
-        raise ClientError({"Error": {"Code": "InternalError", "Message": "injected"}}, "DeleteObjects")
-
-    cut.events.register("before-call.s3.DeleteObjects", cut_short)
-    with pytest.raises(ClientError):
-        forget(_operated(archive, cut), "gone-halfway")
-    # the tombstone is there, still naming what erasure needs; no event queued before it is done
-    tombstone = archive.item("gone-halfway")
-    assert tombstone["status"] == "FORGOTTEN"
-    assert "prompt" not in tombstone and "provider" not in tombstone
-    assert (tombstone["assets"], tombstone["manifest"]) == (archived["assets"], archived["manifest"])
-    assert "outbox" not in tombstone
-
-    result = forget(_operated(archive), "gone-halfway")
-
-    assert result.versions_deleted == 4  # video, poster, last frame, manifest
-    archive.run(minutes(1))
-    [event] = archive.events()
-    assert event["id"] == result.event_id
-    assert event["data"]["assets"]["video"]["key"] == archived["assets"]["video"]["key"]
-    assert event["data"]["manifest"]["key"] == archived["manifest"]["key"]
-    done = archive.item("gone-halfway")
-    assert "assets" not in done and "manifest" not in done
-    assert set(done) == {"task_id", "status", "provider_name", "forgotten_at", "completed_at", "event", "announced_at"}
-
-
-def test_nothing_a_run_wrote_after_forget_read_the_item_survives_the_tombstone(
-    archive: Archive, feed: FeedEmulator, minutes: Minutes
-) -> None:
-    archive.register("gone-meanwhile")  # PENDING, never polled: the item forget reads is bare
-    operator = boto3.session.Session()
-    written: list[str] = []
-
-    def a_run_polls_meanwhile(**_: Any) -> None:
-        if written:
-            return
-        written.append("poll")  # a run's reschedule, between forget's read and its tombstone
-        archive.table.update_item(
-            Key={"task_id": "gone-meanwhile"},
-            UpdateExpression="SET prompt = :p, provider = :a, provider_status = :s, last_polled_at = :t",
-            ExpressionAttributeValues={
-                ":p": "a personal prompt",
-                ":a": {"prompt": "a personal prompt"},
-                ":s": "RUNNING",
-                ":t": minutes(0),
-            },
-        )
-
-    operator.events.register("before-call.dynamodb.UpdateItem", a_run_polls_meanwhile)
-
-    forget(_operated(archive, operator), "gone-meanwhile")
-
-    assert written == ["poll"]
-    tombstone = archive.item("gone-meanwhile")
-    assert tombstone["status"] == "FORGOTTEN"
-    assert not {"prompt", "provider", "provider_status", "last_polled_at"} & set(tombstone)

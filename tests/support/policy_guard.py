@@ -42,6 +42,7 @@ import types
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
@@ -67,11 +68,11 @@ UNREAD_POLICY_TYPES = {"AWS::SQS::QueuePolicy", "AWS::KMS::Key", "AWS::SecretsMa
 
 IDENTITY_ENV = "RUNWAY_ARCHIVER_POLICY_GUARD_IDENTITY"  # a subprocess's identity (the CLI: operator)
 REFUSALS_ENV = "RUNWAY_ARCHIVER_POLICY_GUARD_REFUSALS"  # where subprocesses append their refusals
-SITE_DIR = os.path.join(os.path.dirname(__file__), "policy_guard_site")  # its sitecustomize loads the guard
+SITE_DIR = Path(__file__).parent / "policy_guard_site"  # its sitecustomize loads the guard
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
-identity: contextvars.ContextVar[str] = contextvars.ContextVar(
-    "aws_identity", default=os.environ.get(IDENTITY_ENV, HARNESS)
-)
+_STARTED_AS = os.environ.get(IDENTITY_ENV, HARNESS)  # a subprocess of the tests: the operator
+identity: contextvars.ContextVar[str] = contextvars.ContextVar("aws_identity", default=_STARTED_AS)
 _judging: contextvars.ContextVar[bool] = contextvars.ContextVar("policy_guard_judging", default=False)
 
 
@@ -161,7 +162,13 @@ def _dynamodb(operation: str, p: dict[str, Any]) -> list[tuple[str, str]]:
     if operation in ("BatchGetItem", "BatchWriteItem"):
         return [(action, _dynamodb_table(name)) for name in p["RequestItems"]]
     if operation in ("TransactWriteItems", "TransactGetItems"):
-        verbs = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem", "ConditionCheck": "ConditionCheckItem", "Get": "GetItem"}
+        verbs = {
+            "Put": "PutItem",
+            "Update": "UpdateItem",
+            "Delete": "DeleteItem",
+            "ConditionCheck": "ConditionCheckItem",
+            "Get": "GetItem",
+        }
         return [
             (f"dynamodb:{verbs[verb]}", _dynamodb_table(body["TableName"]))
             for item in p["TransactItems"]
@@ -262,7 +269,14 @@ ERRORS = {  # what AWS answers a refused call, per service: (HTTP status, error 
 class DeployedStackModel(Stack):
     """A stack as moto deployed it: tests/aws_model.Stack with the physical names moto chose."""
 
-    def __init__(self, template: dict[str, Any], parameters: dict[str, str], name: str, physical: dict[str, str], secrets: dict[str, str]) -> None:
+    def __init__(
+        self,
+        template: dict[str, Any],
+        parameters: dict[str, str],
+        name: str,
+        physical: dict[str, str],
+        secrets: dict[str, str],
+    ) -> None:
         super().__init__(template, {k: v for k, v in parameters.items() if k in template.get("Parameters", {})}, name)
         self.physical = physical
         self.secrets = secrets
@@ -271,11 +285,7 @@ class DeployedStackModel(Stack):
         if name in self.secrets:
             return self.secrets[name]
         if name in self.physical:
-            kind = self.template["Resources"][name]["Type"]
-            physical = self.physical[name]
-            if kind == "AWS::SQS::Queue" or kind == "AWS::SNS::Topic":
-                return physical  # moto's physical id is the URL / the ARN, as Ref gives
-            return physical
+            return self.physical[name]  # what Ref gives: a name, a queue's URL, a topic's ARN
         return super().ref(name)
 
     def get_att(self, name: str, attribute: str) -> str:
@@ -324,7 +334,11 @@ class StackPolicies:
                 continue
             role_arn = resource["Properties"]["Role"]
             role_id = next(
-                (r for r, v in resources.items() if v["Type"] == "AWS::IAM::Role" and model.get_att(r, "Arn") == role_arn),
+                (
+                    r
+                    for r, v in resources.items()
+                    if v["Type"] == "AWS::IAM::Role" and model.get_att(r, "Arn") == role_arn
+                ),
                 None,
             )
             if role_id is None:
@@ -338,7 +352,6 @@ class StackPolicies:
             if r["Type"] == "AWS::Lambda::Function"
         }
         return cls(model.name, roles, policies, tables)
-
 
 
 def _listed(value: Any) -> list[Any]:
@@ -385,11 +398,15 @@ class PolicyGuard:
 
     # -- hooking ---------------------------------------------------------------------------------
     def register(self, session: botocore.session.Session) -> None:
-        session.register("before-parameter-build", self._remember_params, unique_id="policy-guard-params")
-        session.register("before-call", self._judge, unique_id="policy-guard")
-        # what a stack's policies name: the stack, its physical names, the secrets the local deploy makes
-        session.register("after-call.cloudformation", self._learn, unique_id="policy-guard-stacks")
-        session.register("after-call.secretsmanager.CreateSecret", self._learn, unique_id="policy-guard-secrets")
+        handlers: dict[str, Any] = {
+            "before-parameter-build": self._remember_params,
+            "before-call": self._judge,
+            # what a stack's policies name: the stack, its physical names, the secrets the local deploy makes
+            "after-call.cloudformation": self._learn,
+            "after-call.secretsmanager.CreateSecret": self._learn,
+        }
+        for event, handler in handlers.items():
+            session.register(event, handler, unique_id=f"policy-guard:{event}")
 
     @staticmethod
     def _remember_params(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
@@ -444,7 +461,9 @@ class PolicyGuard:
         context["policy_guard_world"] = world_key
         caller = identity.get()
         if service not in ASKS:
-            raise CannotJudge(f"the policy guard does not know {service} ({operation}): add it to tests/support/policy_guard.py")
+            raise CannotJudge(
+                f"the policy guard does not know {service} ({operation}): add it to tests/support/policy_guard.py"
+            )
         if caller in ADMINISTRATORS and service not in RESOURCE_POLICY_SERVICES:
             return None  # an administrator, and no resource policy of the stack's in this service
         asks = ASKS[service](operation, context.get("policy_guard_params", {}))
@@ -531,25 +550,32 @@ class PolicyGuard:
             world.dirty = not complete
             return world
 
-    def _refuse(  # noqa: PLR0913
+    def _refuse(
         self, service: str, operation: str, principal: Principal, action: str, resource: str, decision: str
     ) -> tuple[AWSResponse, dict[str, Any]]:
         from botocore.awsrequest import AWSResponse
 
         status, code = ERRORS.get(service, (403, "AccessDenied"))
-        because = "an explicit deny in a resource-based policy" if decision == "explicitly denied" else "no identity-based policy allows it"
-        message = f"User: {principal.arn} is not authorized to perform: {action} on resource: {resource} because {because}"
+        because = (
+            "an explicit deny in a resource-based policy"
+            if decision == "explicitly denied"
+            else "no identity-based policy allows it"
+        )
+        message = (
+            f"User: {principal.arn} is not authorized to perform: {action} on resource: {resource} because {because}"
+        )
         refusal = f"{service} {operation}: {code} ({status}): {message}"
         with self._lock:
             self.refusals.append(refusal)
         if path := os.environ.get(REFUSALS_ENV):
-            with open(path, "a", encoding="utf-8") as log:
+            with Path(path).open("a", encoding="utf-8") as log:
                 log.write(json.dumps(refusal) + "\n")
         parsed = {
             "Error": {"Code": code, "Message": message},
             "ResponseMetadata": {"HTTPStatusCode": status, "HTTPHeaders": {}, "RetryAttempts": 0},
         }
-        return AWSResponse("https://policy-guard.invalid/", status, {}, None), parsed
+        headers: Any = {}
+        return AWSResponse("https://policy-guard.invalid/", status, headers, None), parsed
 
 
 _clients: dict[tuple[str, str | None], Any] = {}
@@ -560,7 +586,9 @@ def _client(service: str, endpoint: str | None) -> Any:
     if (service, endpoint) not in _clients:
         import boto3
 
-        session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
+        session = boto3.session.Session(
+            aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION
+        )
         _clients[service, endpoint] = session.client(service, endpoint_url=endpoint)  # type: ignore[call-overload]
     return _clients[service, endpoint]
 
@@ -568,9 +596,11 @@ def _client(service: str, endpoint: str | None) -> Any:
 STACKS_ENV = "RUNWAY_ARCHIVER_POLICY_GUARD_STACKS"  # a folder: what the session learnt of each moto_server
 
 
-def _share_path(key: str) -> str | None:
+def _share_path(key: str) -> Path | None:
     folder = os.environ.get(STACKS_ENV)
-    return os.path.join(folder, re.sub(r"[^A-Za-z0-9]+", "-", key) + ".json") if folder and key != "moto-in-process" else None
+    if not folder or key == "moto-in-process":
+        return None
+    return Path(folder) / (re.sub(r"[^A-Za-z0-9]+", "-", key) + ".json")
 
 
 def _share(key: str, world: World) -> None:
@@ -578,18 +608,20 @@ def _share(key: str, world: World) -> None:
     path = _share_path(key)
     if path is None:
         return
-    records = [{"name": r.name, "template": r.template, "parameters": r.parameters, "physical": r.physical} for r in world.stacks.values()]
-    with open(path + ".tmp", "w", encoding="utf-8") as out:
-        json.dump({"stacks": records, "secrets": world.secrets}, out)
-    os.replace(path + ".tmp", path)
+    records = [
+        {"name": r.name, "template": r.template, "parameters": r.parameters, "physical": r.physical}
+        for r in world.stacks.values()
+    ]
+    written = path.with_suffix(".tmp")
+    written.write_text(json.dumps({"stacks": records, "secrets": world.secrets}), encoding="utf-8")
+    written.replace(path)
 
 
 def _shared(key: str) -> World | None:
     path = _share_path(key)
-    if path is None or not os.path.exists(path):
+    if path is None or not path.exists():
         return None
-    with open(path, encoding="utf-8") as shared:
-        known = json.load(shared)
+    known = json.loads(path.read_text(encoding="utf-8"))
     stacks = {r["name"]: StackRecord(r["name"], r["template"], r["parameters"], r["physical"]) for r in known["stacks"]}
     return World(stacks=stacks, secrets=known["secrets"])
 
@@ -630,7 +662,11 @@ def _read_stack(record: StackRecord, secrets: dict[str, str], endpoint: str | No
         }
     kinds = {logical_id: r["Type"] for logical_id, r in record.template["Resources"].items()}
     wanted = [logical_id for logical_id, kind in kinds.items() if kind == "AWS::SecretsManager::Secret"]
-    made = {logical_id: secrets[f"{record.name}-{logical_id}"] for logical_id in wanted if f"{record.name}-{logical_id}" in secrets}
+    made = {
+        logical_id: secrets[f"{record.name}-{logical_id}"]
+        for logical_id in wanted
+        if f"{record.name}-{logical_id}" in secrets
+    }
     model = DeployedStackModel(record.template, record.parameters, record.name, record.physical, made)
     policies = StackPolicies.read(model)
     policies.complete = len(made) == len(wanted)
@@ -639,7 +675,7 @@ def _read_stack(record: StackRecord, secrets: dict[str, str], endpoint: str | No
 
 # -- installing -----------------------------------------------------------------------------------
 GUARD = PolicyGuard()
-_installed = False
+_INSTALLED: list[bool] = []  # once per process
 
 
 class _AfterImport(importlib.abc.MetaPathFinder):
@@ -674,7 +710,7 @@ class _AfterImport(importlib.abc.MetaPathFinder):
 
 def _wrap_handler(function: str) -> Callable[[types.ModuleType], None]:
     def wrap(module: types.ModuleType) -> None:
-        handler = module.lambda_handler
+        handler = module.__dict__["lambda_handler"]
         if getattr(handler, "__policy_guard__", False):
             return
 
@@ -684,7 +720,7 @@ def _wrap_handler(function: str) -> Callable[[types.ModuleType], None]:
                 return handler(event, context)
 
         as_role.__policy_guard__ = True  # type: ignore[attr-defined]
-        module.lambda_handler = as_role
+        module.__dict__["lambda_handler"] = as_role
 
     return wrap
 
@@ -700,7 +736,7 @@ def _hook_sessions(module: types.ModuleType) -> None:
     module.Session.__init__ = init
     boto3 = sys.modules.get("boto3")
     if boto3 is not None:
-        boto3.DEFAULT_SESSION = None  # made again, hooked, at the next boto3.client()
+        boto3.__dict__["DEFAULT_SESSION"] = None  # made again, hooked, at the next boto3.client()
 
 
 def _propagating_submit(submit: Callable[..., Any]) -> Callable[..., Any]:
@@ -714,10 +750,9 @@ def _propagating_submit(submit: Callable[..., Any]) -> Callable[..., Any]:
 def install() -> PolicyGuard:
     """Turn the guard on in this process: every botocore session (the default one included), every
     handler's invocation as its role, and a handler's threads acting as it does."""
-    global _installed
-    if _installed:
+    if _INSTALLED:
         return GUARD
-    _installed = True
+    _INSTALLED.append(True)
     hooks = _AfterImport()
     sys.meta_path.insert(0, hooks)
     hooks.add("botocore.session", _hook_sessions)
@@ -730,11 +765,9 @@ def install() -> PolicyGuard:
 def subprocess_environment(refusals_path: str) -> dict[str, str]:
     """What the test session exports so that every Python subprocess it starts (the CLI, the demo,
     tests/faults/run_once.py) runs under the guard, as the operator."""
-    repo_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     path = os.environ.get("PYTHONPATH", "")
     return {
-        "PYTHONPATH": os.pathsep.join([SITE_DIR, repo_root, *([path] if path else [])]),
+        "PYTHONPATH": os.pathsep.join([str(SITE_DIR), str(REPO_ROOT), *([path] if path else [])]),
         IDENTITY_ENV: OPERATOR,
         REFUSALS_ENV: refusals_path,
     }
-

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -16,10 +17,10 @@ install()
 
 
 def _refusals_in(path: str) -> list[str]:
-    if not os.path.exists(path):
+    log = Path(path)
+    if not log.exists():
         return []
-    with open(path, encoding="utf-8") as log:
-        return [json.loads(line) for line in log if line.strip()]
+    return [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 @pytest.fixture(scope="session", autouse=True)
