@@ -532,11 +532,12 @@ class PolicyGuard:
                 return world
             token = _judging.set(True)
             try:
-                complete = True
-                for record in world.stacks.values():
+                for name, record in list(world.stacks.items()):
                     if record.policies is None or not record.policies.complete:
-                        record.policies = _read_stack(record, world.secrets, endpoint)
-                    complete = complete and record.policies.complete
+                        try:
+                            record.policies = _read_stack(record, world.secrets, endpoint)
+                        except _StackGone:  # made by an earlier test's embedded AWS, since reset
+                            del world.stacks[name]
             finally:
                 _judging.reset(token)
             world.by_resource = {}
@@ -547,7 +548,8 @@ class PolicyGuard:
                     world.by_resource.setdefault(_policy_key(resource), []).extend(statements)
                 for table in record.policies.table_names:
                     world.roles_by_table[table] = record.policies.roles
-            world.dirty = not complete
+            # Read again when a stack or a secret is made (a stack still missing its secret is then completed).
+            world.dirty = False
             return world
 
     def _refuse(
@@ -651,10 +653,19 @@ def _discover(world: World, endpoint: str | None) -> None:
     world.dirty = True
 
 
+class _StackGone(Exception):
+    """CloudFormation no longer knows the stack."""
+
+
 def _read_stack(record: StackRecord, secrets: dict[str, str], endpoint: str | None) -> StackPolicies:
     """One stack's policies, resolved with the names moto gave (parsed once per stack)."""
     if record.physical is None:
-        summaries = _client("cloudformation", endpoint).list_stack_resources(StackName=record.name)
+        from botocore.exceptions import ClientError
+
+        try:
+            summaries = _client("cloudformation", endpoint).list_stack_resources(StackName=record.name)
+        except ClientError as exc:
+            raise _StackGone(record.name) from exc
         record.physical = {
             r["LogicalResourceId"]: r["PhysicalResourceId"]
             for r in summaries["StackResourceSummaries"]
