@@ -424,8 +424,7 @@ class TaskStore:
         return self._conditional_update(
             task_id,
             f"SET #status = :forgotten, forgotten_at = :at{removes}",
-            "attribute_exists(task_id) AND #status <> :forgotten AND attribute_not_exists(outbox) AND "
-            + _LEASE_FREE,
+            "attribute_exists(task_id) AND #status <> :forgotten AND attribute_not_exists(outbox) AND " + _LEASE_FREE,
             {":forgotten": FORGOTTEN, ":at": forgotten_at, ":wall_now": wall_now},
             names={**names, "#status": "status"},
         )
@@ -460,7 +459,8 @@ class TaskStore:
         try:
             self._table.delete_item(
                 Key={"task_id": task_id},
-                ConditionExpression="#status = :forgotten AND attribute_exists(#event) AND attribute_not_exists(outbox)",
+                ConditionExpression="#status = :forgotten AND attribute_exists(#event)"
+                " AND attribute_not_exists(outbox)",
                 ExpressionAttributeNames={"#status": "status", "#event": "event"},
                 ExpressionAttributeValues={":forgotten": FORGOTTEN},
             )
