@@ -25,6 +25,10 @@ from runway_archiver.local_aws import (
     uses_dynamodb_local,
 )
 from tests.support.archive import Archive, minutes_after_base, subscribed_archive
+from tests.support.policy_guard_plugin import (  # noqa: F401 - every AWS call judged as AWS would
+    aws_refusals_fail_the_test,
+    policy_guard_in_subprocesses,
+)
 from tests.support.samples import API_KEY
 
 

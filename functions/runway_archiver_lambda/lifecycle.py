@@ -30,7 +30,7 @@ from .feed import (
     known_families,
 )
 from .observability import logger
-from .tasks import ARCHIVED, EXPIRED, FAILED, Claim, LeaseLost, from_dynamo, storable
+from .tasks import ARCHIVED, EXPIRED, FAILED, FORGOTTEN, Claim, LeaseLost, from_dynamo, storable
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
@@ -347,6 +347,9 @@ class TaskLifecycle:
             self.p.store.release(claim)
             return
         self.summary.add(announced=1)
+        if claim.item.get("status") == FORGOTTEN:
+            self.p.store.tombstone_announced(claim, self.iso_wall_now())
+            return
         self.p.store.mark_announced(claim, self.iso_wall_now())
 
     def provider_fields(self, claim: Claim, answer: FeedAnswer | None) -> dict[str, Any]:

@@ -39,6 +39,8 @@ this is all of them (an "ISO time" is `2026-11-24T12:00:00Z`, see clock.iso_utc)
     retried_at       ISO time of the last `runway-archiver retry` (which removes RETRY_REMOVES)
     forgotten_at     ISO time of `runway-archiver forget`; a tombstone keeps only TOMBSTONE_KEEPS,
                      forgotten_at, and its FORGOTTEN event's event/completed_at/outbox/announced_at
+                     (and, until its erasure is done, ERASURE_NEEDS: where its objects were)
+    allow_again      true on a tombstone `forget --allow-again` asked to delete once its event is out
 """
 
 from __future__ import annotations
@@ -89,6 +91,25 @@ RETRY_REMOVES = (
 )
 # What a tombstone keeps of the item (forgotten_at and its own event are added).
 TOMBSTONE_KEEPS = ("task_id", "provider_name", "status", "model_family")
+# Where the task's objects were: kept on the tombstone until the erasure is done (its event queued),
+# so `forget` run again after being cut short still knows what to erase and what to announce.
+ERASURE_NEEDS = ("assets", "manifest")
+# Every other attribute the archiver or the operator writes (this docstring's list): the tombstone
+# removes all of them, besides those it read on the item, so nothing a run wrote after that read
+# (a prompt, the provider's answer) survives it.
+TOMBSTONE_REMOVES = (
+    *RETRY_REMOVES,
+    "provider",
+    "dialect",
+    "prompt",
+    "prompt_en",
+    "point",
+    "refund",
+    "provider_create_time",
+    "provider_update_time",
+    "retried_at",
+    "allow_again",
+)
 
 _LEASE_FREE = "(attribute_not_exists(lease_until) OR lease_until <= :wall_now)"
 _DUE_AND_LEASE_FREE = "(attribute_not_exists(next_poll_at) OR next_poll_at <= :now) AND " + _LEASE_FREE
@@ -393,53 +414,89 @@ class TaskStore:
         )
         return attributes is not None
 
-    def tombstone(self, task_id: str, attributes: Iterable[str], forgotten_at: str, wall_now: int) -> bool:
-        """Forget a task: status FORGOTTEN, and of `attributes` (the item's, as read) all but
-        TOMBSTONE_KEEPS go. False when the task is gone or a run has claimed it meanwhile."""
-        removes, names = _remove_clause([name for name in attributes if name not in TOMBSTONE_KEEPS])
-        written = self._conditional_update(
+    def tombstone(
+        self, task_id: str, attributes: Iterable[str], forgotten_at: str, wall_now: int
+    ) -> Mapping[str, Any] | None:
+        """Forget a task: status FORGOTTEN, and every attribute but TOMBSTONE_KEEPS and ERASURE_NEEDS
+        goes: TOMBSTONE_REMOVES and `attributes` (the item's, as read: whatever else was on it).
+        The tombstone as written; None when the task is gone, a run holds it, or its outcome waits
+        in the outbox (it must be announced first)."""
+        gone = {*TOMBSTONE_REMOVES, *attributes} - {*TOMBSTONE_KEEPS, *ERASURE_NEEDS}
+        removes, names = _remove_clause(sorted(gone))
+        return self._conditional_update(
             task_id,
             f"SET #status = :forgotten, forgotten_at = :at{removes}",
-            "attribute_exists(task_id) AND " + _LEASE_FREE,
+            "attribute_exists(task_id) AND #status <> :forgotten AND attribute_not_exists(outbox) AND " + _LEASE_FREE,
             {":forgotten": FORGOTTEN, ":at": forgotten_at, ":wall_now": wall_now},
             names={**names, "#status": "status"},
-            returns="NONE",
         )
-        return written is not None
 
-    def queue_forgotten_event(self, task_id: str, event: str, completed_at: str) -> None:
-        """The tombstone's FORGOTTEN event into the outbox (completed_at is the outbox index's sort
-        key: without it no run would see the event). Raises if the item is no tombstone."""
-        self._table.update_item(
-            Key={"task_id": task_id},
-            UpdateExpression="SET outbox = :unannounced, #event = :event, completed_at = :at",
-            ConditionExpression="#status = :forgotten",
-            ExpressionAttributeNames={"#event": "event", "#status": "status"},
-            ExpressionAttributeValues={
+    def erasure_done(self, task_id: str, event: str, completed_at: str, *, allow_again: bool) -> bool:
+        """The tombstone's objects are erased: what erasure needed goes, its FORGOTTEN event goes into
+        the outbox (completed_at is the outbox index's sort key: without it no run would see it), and
+        with `allow_again` the run that publishes it deletes the tombstone. False when the erasure was
+        already done (its event is queued or out)."""
+        removes, names = _remove_clause(ERASURE_NEEDS)
+        allow = ", allow_again = :true" if allow_again else ""
+        written = self._conditional_update(
+            task_id,
+            f"SET outbox = :unannounced, #event = :event, completed_at = :at{allow}{removes}",
+            "#status = :forgotten AND attribute_not_exists(#event)",
+            {
                 ":unannounced": UNANNOUNCED,
                 ":event": event,
                 ":forgotten": FORGOTTEN,
                 ":at": completed_at,
+                **({":true": True} if allow_again else {}),
             },
+            names={**names, "#event": "event", "#status": "status"},
+            returns="NONE",
         )
+        return written is not None
 
-    def forgotten_event_announced(self, task_id: str, announced_at: str) -> None:
-        """The operator's own publish of the FORGOTTEN event worked: out of the outbox."""
-        self._table.update_item(
-            Key={"task_id": task_id},
-            UpdateExpression="SET announced_at = :at REMOVE outbox",
-            ExpressionAttributeValues={":at": announced_at},
+    def allow_again(self, task_id: str, wall_now: int) -> str | None:
+        """`forget --allow-again` on an erased tombstone: "deleted" at once if its event is out,
+        "after announcement" if it waits in the outbox (the run that publishes it deletes it);
+        None while a run holds it (publishing its event)."""
+        try:
+            self._table.delete_item(
+                Key={"task_id": task_id},
+                ConditionExpression="#status = :forgotten AND attribute_exists(#event)"
+                " AND attribute_not_exists(outbox)",
+                ExpressionAttributeNames={"#status": "status", "#event": "event"},
+                ExpressionAttributeValues={":forgotten": FORGOTTEN},
+            )
+        except ClientError as exc:
+            if not is_conditional_check_failed(exc):
+                raise
+        else:
+            return "deleted"
+        written = self._conditional_update(
+            task_id,
+            "SET allow_again = :true",
+            "#status = :forgotten AND attribute_exists(outbox) AND " + _LEASE_FREE,
+            {":forgotten": FORGOTTEN, ":true": True, ":wall_now": wall_now},
+            names={"#status": "status"},
+            returns="NONE",
         )
+        return None if written is None else "after announcement"
 
-    def delete_tombstone(self, task_id: str) -> None:
-        """`forget --allow-again`: the announced tombstone goes, so the id may be registered again.
-        Raises if the item is no announced tombstone."""
-        self._table.delete_item(
-            Key={"task_id": task_id},
-            ConditionExpression="#status = :forgotten AND attribute_not_exists(outbox)",
-            ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues={":forgotten": FORGOTTEN},
-        )
+    def tombstone_announced(self, claim: Claim, announced_at: str) -> bool:
+        """A tombstone's FORGOTTEN event is out: if `forget --allow-again` asked for it the tombstone
+        goes (the id may be registered again: True), else it is marked announced as any outcome."""
+        try:
+            self._table.delete_item(
+                Key={"task_id": claim.task_id},
+                ConditionExpression="lease_owner = :run AND #status = :forgotten AND allow_again = :true",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={":run": claim.run_id, ":forgotten": FORGOTTEN, ":true": True},
+            )
+        except ClientError as exc:
+            if not is_conditional_check_failed(exc):
+                raise
+            self.mark_announced(claim, announced_at)  # raises LeaseLost if the claim is no longer ours
+            return False
+        return True
 
 
 def _remove_clause(attributes: Iterable[str]) -> tuple[str, dict[str, str]]:

@@ -7,7 +7,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .archive import STATUSES, OperatorError
-from .archive_ops import VERIFY_RESULTS, archived_task_ids, export_rows, forget, verify_task, write_export
+from .archive_ops import (
+    DELETED,
+    DELETED_AFTER_ANNOUNCEMENT,
+    VERIFY_RESULTS,
+    archived_task_ids,
+    export_rows,
+    forget,
+    verify_task,
+    write_export,
+)
 
 if TYPE_CHECKING:
     import argparse
@@ -112,16 +121,29 @@ def _forget(args: argparse.Namespace, out: Output) -> int:
 
     def text() -> Iterator[str]:
         for task_id, result in done.items():
-            announced = (
-                f"announced as runway.task.forgotten (event {result['event_id']})"
-                if result["announced"]
-                else "the event could not be published yet: the next run publishes it"
-            )
-            kept = "the id stays as a tombstone" if result["tombstone_kept"] else "the id may be registered again"
-            yield f"{task_id}: erased ({result['versions_deleted']} object version(s) deleted); {announced}; {kept}"
+            yield f"{task_id}: erased ({result['versions_deleted']} object version(s) deleted); " + _what_next(result)
 
     out.emit({"forgotten": done, "refused": refused}, text)
     return 1 if refused else 0
+
+
+def _what_next(result: dict[str, Any]) -> str:
+    """What happens to the task's event and its tombstone after `forget`, truthfully."""
+    from .cli import PROG
+
+    tombstone = result["tombstone"]
+    if tombstone == DELETED:
+        return f"its event {result['event_id']} was published; the tombstone is deleted: the id may be registered again"
+    if result["announced"]:
+        event = f"its event {result['event_id']} was published"
+    else:
+        event = (
+            f"its runway.task.forgotten event {result['event_id']} waits in the outbox: "
+            f"the next run publishes it (`{PROG} run` does it now)"
+        )
+    if tombstone == DELETED_AFTER_ANNOUNCEMENT:
+        return f"{event}, then deletes the tombstone: the id may be registered again after that"
+    return f"{event}; the id stays as a tombstone"
 
 
 ARCHIVE_COMMANDS: dict[str, Callable[[argparse.Namespace, Output], int]] = {

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from runway_archiver_lambda.clock import iso_utc
-from runway_archiver_lambda.events import BASE_ASSET_ROLES, EventPublisher, build_event, encode
+from runway_archiver_lambda.events import BASE_ASSET_ROLES, build_event, encode
 from runway_archiver_lambda.feed import families
 from runway_archiver_lambda.tasks import ARCHIVED, FORGOTTEN, UNANNOUNCED, from_dynamo
 
@@ -277,14 +277,21 @@ def csv_text(rows: Iterable[dict[str, Any]]) -> str:
 
 
 # -- forget ------------------------------------------------------------------------------------
+# What becomes of the tombstone (Forgotten.tombstone).
+KEPT, DELETED, DELETED_AFTER_ANNOUNCEMENT = "kept", "deleted", "deleted once its event is published"
+
+
 @dataclass
 class Forgotten:
+    """What `forget` did. Its event is never published by the operator (the topic's policy lets only
+    the archiver's roles publish): it waits in the item's outbox until a run publishes it."""
+
     task_id: str
     versions_deleted: int = 0
     uploads_aborted: int = 0
-    announced: bool = False
     event_id: str | None = None
-    tombstone_kept: bool = True
+    announced: bool = False  # its event was already published (by an earlier run)
+    tombstone: str = KEPT
     prefixes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -294,9 +301,11 @@ class Forgotten:
 def forget(archive: Archive, task_id: str, *, allow_again: bool = False, now: datetime | None = None) -> Forgotten:
     """Erase a task: every version of every object under its prefix, its manifest, the item's content.
 
-    Order: the tombstone first (no run can claim or archive the task from then on), then S3, then the
-    event (through the item's outbox, so a publish that fails is made by the next run). Running it
-    again finishes an erasure that was cut short. Refused while a run holds the task.
+    Order: the tombstone first (no run can claim or archive the task from then on; it keeps only
+    where the objects were), then S3, then the erasure is recorded done: where the objects were goes
+    and the FORGOTTEN event goes into the item's outbox, for the next run to publish (with
+    `allow_again`, that run deletes the tombstone after). Running it again finishes an erasure that
+    was cut short. Refused while a run holds the task or its outcome waits to be announced.
     """
     # Imported here: the poller module names its Powertools logger after the service at import time,
     # and the demo sets the service's environment only after the CLI is loaded.
@@ -305,58 +314,72 @@ def forget(archive: Archive, task_id: str, *, allow_again: bool = False, now: da
     if not VALID_TASK_ID.fullmatch(task_id):
         raise OperatorError(f"{task_id!r} is not a task id")
     moment = now or datetime.now(UTC)
+    wall_now = int(moment.timestamp())
     item = archive.get(task_id)
     lease_until = int(item.get("lease_until") or 0)
-    if lease_until > int(moment.timestamp()):
+    if lease_until > wall_now:
         until = iso_utc(lease_until)
         raise OperatorError(f"{task_id} is held by a run until {until}; try again after it ends")
-    if item.get("outbox") == UNANNOUNCED and item.get("status") != FORGOTTEN:
-        raise OperatorError(f"{task_id}: its outcome is still being announced; try again after the next run")
+    if item.get("status") != FORGOTTEN:
+        if item.get("outbox") == UNANNOUNCED:
+            raise OperatorError(f"{task_id}: its outcome is still being announced; try again after the next run")
+        written = archive.store.tombstone(task_id, item, iso_utc(moment), wall_now)
+        if written is None:
+            raise OperatorError(f"{task_id} was claimed by a run meanwhile; try again after it ends")
+        item = from_dynamo(dict(written))
     environment = _poller_environment(archive)
     prefix = environment.get("KEY_PREFIX", "").strip("/") or DEFAULT_KEY_PREFIX
     where = _places(archive, item, task_id, prefix)
     result = Forgotten(task_id, prefixes=[f"s3://{bucket}/{p}" for bucket, p in sorted(where)])
-    former_assets = item.get("assets") or {}
-    former_manifest = item.get("manifest")
-    if item.get("status") != FORGOTTEN and not archive.store.tombstone(
-        task_id, item, iso_utc(moment), int(moment.timestamp())
-    ):
-        raise OperatorError(f"{task_id} was claimed by a run meanwhile; try again after it ends")
     for bucket, task_prefix in sorted(where):
         deleted, aborted = _erase_prefix(archive, bucket, task_prefix)
         result.versions_deleted += deleted
         result.uploads_aborted += aborted
-    event = encode(
+    if not item.get("event"):
+        event = _forgotten_event(environment, item, task_id, moment)
+        archive.store.erasure_done(task_id, event, iso_utc(moment), allow_again=allow_again)
+        item = archive.get(task_id)  # as it is now (a forget run alongside may have finished first)
+    result.event_id = json.loads(str(item["event"]))["id"]
+    result.announced = bool(item.get("announced_at")) and item.get("outbox") != UNANNOUNCED
+    if item.get("allow_again"):
+        result.tombstone = DELETED_AFTER_ANNOUNCEMENT
+    elif allow_again:
+        result.tombstone = _allow_again(archive, task_id, wall_now)
+    return result
+
+
+def _forgotten_event(environment: dict[str, str], tombstone: dict[str, Any], task_id: str, moment: datetime) -> str:
+    """The runway.task.forgotten event: which files were erased (names and digests, no content), so
+    downstream copies can be erased too; no prompt, no provider answer."""
+    assets = tombstone.get("assets") or {}
+    manifest = tombstone.get("manifest")
+    return encode(
         build_event(
             source=environment.get("EVENT_SOURCE") or DEFAULT_EVENT_SOURCE,
             task_id=task_id,
             status=FORGOTTEN,
             time=iso_utc(moment),
-            # which files were erased (names and digests, no content), so copies can be erased too
             assets={
                 role: {k: a.get(k) for k in ("bucket", "key", "size", "sha256")} if a else None
-                for role, a in former_assets.items()
+                for role, a in assets.items()
             },
             prompt=None,
             prompt_en=None,
             error=None,
             provider=None,
-            provider_name=item.get("provider_name"),
-            manifest={k: former_manifest.get(k) for k in ("bucket", "key")} if former_manifest else None,
+            provider_name=tombstone.get("provider_name"),
+            manifest={k: manifest.get(k) for k in ("bucket", "key")} if manifest else None,
         )
     )
-    result.event_id = json.loads(event)["id"]
-    archive.store.queue_forgotten_event(task_id, event, iso_utc(moment))
-    try:
-        EventPublisher(archive.session.client("sns"), archive.resources.topic_arn).publish(event)
-    except ClientError:
-        return result  # in the outbox: the next run publishes it
-    result.announced = True
-    archive.store.forgotten_event_announced(task_id, iso_utc(moment))
-    if allow_again:
-        archive.store.delete_tombstone(task_id)
-        result.tombstone_kept = False
-    return result
+
+
+def _allow_again(archive: Archive, task_id: str, wall_now: int) -> str:
+    """Delete an erased tombstone whose event is out, or have the run that publishes it do so."""
+    for _ in range(2):  # its event may go out between the store's two writes: then a second try deletes
+        done = archive.store.allow_again(task_id, wall_now)
+        if done is not None:
+            return DELETED if done == "deleted" else DELETED_AFTER_ANNOUNCEMENT
+    raise OperatorError(f"{task_id}: a run is publishing its event; run forget --allow-again again after it ends")
 
 
 def _poller_environment(archive: Archive) -> dict[str, str]:

@@ -17,9 +17,25 @@ if TYPE_CHECKING:
 
 
 def subscribe_queue(sqs: SQSClient, sns: SNSClient, topic_arn: str, name: str) -> str:
-    """A new queue subscribed to the topic with raw delivery (a CloudEvent per message body); its URL."""
+    """A new queue subscribed to the topic with raw delivery (a CloudEvent per message body); its URL.
+
+    The queue's policy lets the topic (and nothing else) send to it, as SQS needs on AWS for SNS to
+    deliver (moto delivers without it)."""
     url = sqs.create_queue(QueueName=name)["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "sns.amazonaws.com"},
+                "Action": "sqs:SendMessage",
+                "Resource": arn,
+                "Condition": {"ArnEquals": {"aws:SourceArn": topic_arn}},
+            }
+        ],
+    }
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(policy)})
     sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"})
     return url
 

@@ -231,11 +231,15 @@ def test_forget_erases_every_version_the_manifest_and_the_item(cli: Cli) -> None
     done = cli("forget", "arc-forget")
 
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith(
-        "arc-forget: erased (6 object version(s) deleted); announced as runway.task.forgotten"
+    event_id = json.loads(cli.json("show", "arc-forget")["item"]["event"])["id"]
+    assert done.stdout.strip() == (
+        f"arc-forget: erased (6 object version(s) deleted); its runway.task.forgotten event {event_id} waits in"
+        " the outbox: the next run publishes it (`runway-archiver run` does it now); the id stays as a tombstone"
     )
-    assert done.stdout.rstrip().endswith("the id stays as a tombstone")
     assert _versions(cli, "runway/arc-forget/") == []
+    # the operator publishes nothing (the topic's policy lets only the archiver's roles): the run does
+    assert cli.client("sqs").receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []) == []
+    cli.json("run")
     item = cli.json("show", "arc-forget")["item"]
     assert item["status"] == "FORGOTTEN"
     assert set(item) == {"task_id", "status", "provider_name", "forgotten_at", "completed_at", "event", "announced_at"}
@@ -264,10 +268,16 @@ def test_forget_erases_every_version_the_manifest_and_the_item(cli: Cli) -> None
     )
 
 
-def test_forget_with_allow_again_leaves_no_tombstone(cli: Cli) -> None:
-    done = cli.json("forget", "arc-again", "--allow-again")
-    assert done["forgotten"]["arc-again"]["tombstone_kept"] is False
+def test_forget_with_allow_again_leaves_no_tombstone_after_the_next_run(cli: Cli) -> None:
+    done = cli("forget", "arc-again", "--allow-again")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.rstrip().endswith(
+        "the next run publishes it (`runway-archiver run` does it now), then deletes the tombstone:"
+        " the id may be registered again after that"
+    )
     assert _versions(cli, "runway/arc-again/") == []
+    assert cli.json("show", "arc-again")["item"]["allow_again"] is True  # until its event is out
+    cli.json("run")
     assert cli("show", "arc-again").returncode == 1  # no item at all
     assert cli("track", "arc-again").stdout.strip() == "registered arc-again"
 

@@ -1,5 +1,7 @@
 """A forgotten task stays forgotten: its tombstone through the callback function's handler, registration and the
-poller (which publishes a forgotten event that could not be published at once, exactly once)."""
+poller (which publishes the forgotten event from the outbox, exactly once: the topic's policy lets only the
+archiver's roles publish, so the operator never does), and the tombstone `--allow-again` asks that run to delete.
+An erasure cut short and a run writing in between are in tests/faults/test_forget_faults.py."""
 
 from __future__ import annotations
 
@@ -8,7 +10,6 @@ from collections.abc import Callable
 from typing import Any
 
 import boto3
-from botocore.exceptions import ClientError
 
 from runway_archiver.archive import Archive as Operated
 from runway_archiver.archive import StackResources
@@ -40,6 +41,7 @@ def test_a_late_callback_and_a_re_registration_do_not_bring_a_forgotten_task_bac
 ) -> None:
     _archived(archive, feed, minutes, "gone-task")
     forget(_operated(archive), "gone-task")
+    archive.run(minutes(1))  # publishes the forgotten event from the outbox
     [event] = archive.events()
     assert (event["type"], event["subject"]) == ("runway.task.forgotten", "gone-task")
 
@@ -51,7 +53,7 @@ def test_a_late_callback_and_a_re_registration_do_not_bring_a_forgotten_task_bac
     registration = register_tasks(archive.table, ["gone-task"])
     assert (registration.registered, registration.forgotten) == ([], ["gone-task"])
     archive.work()
-    archive.run(minutes(1))
+    archive.run(minutes(2))
     assert archive.item("gone-task")["status"] == "FORGOTTEN"
     assert archive.events() == []  # nothing archived or announced again
     listed: dict[str, Any] = dict(
@@ -60,20 +62,14 @@ def test_a_late_callback_and_a_re_registration_do_not_bring_a_forgotten_task_bac
     assert not listed.get("Versions") and not listed.get("DeleteMarkers")
 
 
-def test_a_forgotten_event_that_could_not_be_published_is_published_by_the_next_run_once(
+def test_the_forgotten_event_is_published_by_the_next_run_once_never_by_the_operator(
     archive: Archive, feed: FeedEmulator, minutes: Minutes
 ) -> None:
     _archived(archive, feed, minutes, "gone-later")
 
-    def refuse(**_: Any) -> None:
-        raise ClientError({"Error": {"Code": "InternalError", "Message": "injected"}}, "Publish")
+    result = forget(_operated(archive), "gone-later")
 
-    failing = boto3.session.Session()
-    failing.events.register("provide-client-params.sns.Publish", refuse)
-
-    result = forget(_operated(archive, failing), "gone-later")
-
-    assert result.announced is False
+    assert (result.announced, result.tombstone) == (False, "kept")
     assert archive.events() == []
     assert archive.item("gone-later")["outbox"] == "UNANNOUNCED"
     summary = archive.run(minutes(1))
@@ -83,3 +79,19 @@ def test_a_forgotten_event_that_could_not_be_published_is_published_by_the_next_
     assert "outbox" not in archive.item("gone-later")
     archive.run(minutes(2))
     assert archive.events() == []
+
+
+def test_allow_again_on_a_tombstone_whose_event_is_out_deletes_it_at_once(
+    archive: Archive, feed: FeedEmulator, minutes: Minutes
+) -> None:
+    _archived(archive, feed, minutes, "gone-twice")
+    forget(_operated(archive), "gone-twice")
+    archive.run(minutes(1))
+    [first] = archive.events()
+
+    again = forget(_operated(archive), "gone-twice", allow_again=True)
+
+    assert (again.tombstone, again.announced, again.event_id) == ("deleted", True, first["id"])
+    assert "Item" not in archive.table.get_item(Key={"task_id": "gone-twice"}, ConsistentRead=True)
+    archive.run(minutes(2))
+    assert archive.events() == []  # announced once only
