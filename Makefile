@@ -28,7 +28,7 @@ LAMBDA_RUNTIME_REQUIREMENTS := tests/artefact/runtime-requirements.txt
 LAMBDA_RUNTIME := $(TOOLS)/lambda-runtime-python3.13
 LAMBDA_RUNTIME_STAMP := $(LAMBDA_RUNTIME)/.installed-stamp
 
-.PHONY: help install dynamodb-local demo local test unit reliability bench bench-quick lint validate build lambda-runtime deploy api-key format clean
+.PHONY: help install dynamodb-local demo local test unit reliability soak bench bench-quick lint validate build lambda-runtime deploy api-key format clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -54,6 +54,11 @@ test: $(STAMP) $(EMBEDDED_DYNAMODB) lint validate build $(LAMBDA_RUNTIME_STAMP) 
 
 reliability: $(STAMP) $(EMBEDDED_DYNAMODB)  ## run the fault-injection suite and rewrite the table in docs/reliability.md
 	$(BIN)/python -m pytest tests/faults -q --reliability-report docs/reliability.md
+
+# The model-based tests of tests/model with a large budget: random interleavings (not the fixed
+# seed `make test` uses); the summary says how many interleavings and steps were tried and what failed.
+soak: $(STAMP) $(EMBEDDED_DYNAMODB)  ## the task life cycle's model-based tests on many random interleavings (SOAK_EXAMPLES, SOAK_STEPS)
+	RUNWAY_ARCHIVER_MODEL=soak $(BIN)/python -m pytest tests/model -q -p no:cacheprovider --show-capture=no
 
 bench: $(STAMP) $(EMBEDDED_DYNAMODB)  ## the performance figures, one line each, and the cost model (about 10 minutes)
 	$(BIN)/python -m bench
