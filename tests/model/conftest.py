@@ -37,6 +37,5 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             terminalreporter.write_line(f"    seen: {notes}")
     failed = sum(1 for counted in TALLIES.values() if counted.failure)
     terminalreporter.write_line(
-        f"in all: {total.interleavings} interleavings, {total.steps} steps, "
-        f"{failed} test(s) with an invariant broken"
+        f"in all: {total.interleavings} interleavings, {total.steps} steps, {failed} test(s) with an invariant broken"
     )

@@ -2,9 +2,9 @@
 embedded AWS, checked after every step against a simple model of what must hold.
 
 Steps (rules): register tasks (again, too); move the emulated provider to any status in the
-task's dialect; let minutes or hours pass; tick the scheduled run (the poller's handler, with the
-event's time), keeping the due tasks or handing them all to the work queue; run the worker (the
-SQS work queue's handler); deliver callbacks (valid, twice, late, with a wrong or no token, with a
+task's dialect; let minutes or hours pass and tick the scheduled run (the poller's handler, with
+the event's time), keeping the due tasks or handing them all to the work queue, or run the worker
+(the SQS work queue's handler); deliver callbacks (valid, twice, late, with a wrong or no token, with a
 body that lies); deliver a work message again (late or twice); crash a run or a worker between
 any two of its AWS writes; and the operator's retry, replay and forget (the client's Archive API,
 as the CLI calls it).
@@ -38,7 +38,7 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import boto3
 import pytest
@@ -71,7 +71,7 @@ from tests.support.samples import load_event
 # The provider's statuses, as the emulator scripts them (each dialect says them in its own words).
 PROVIDER_STATUSES = ("queued", "throttled", "running", "unknown", "succeeded", "failed", "cancelled")
 PROVIDER_ENDS = ("succeeded", "failed", "cancelled")
-# Minutes that may pass in one step: within a poll interval, past a lease (5 min) and a dispatch
+# Minutes that pass before a run or a worker: within a poll interval, past a lease (5 min) and a dispatch
 # lease (15 min), past the new-task grace (10 min), the persistent-error grace (1 h) and expiry.
 PAUSES = (1, 3, 6, 16, 45, 130)
 EXPIRE_AFTER_HOURS = 2  # the stack's 24 h scaled down, so that interleavings of tens of steps reach it
@@ -88,7 +88,7 @@ WRITES = ("Put", "Update", "Delete", "Create", "Complete", "Upload", "Copy", "Se
 _ids = itertools.count(1)  # task ids are never reused, across interleavings and tests
 
 
-class Crashed(Exception):  # noqa: N818 - what happened, as the tests say it
+class Crashed(Exception):
     """The process running the handler died (injected): from then on none of its AWS calls arrives."""
 
 
@@ -135,7 +135,7 @@ class ModelTask:
     status: str | None = None  # as last observed; None: no item
     completed_at: str | None = None
     forgotten: bool = False  # erased, and not registered again since
-    allowed: set[str] = field(default_factory=set)  # statuses the next observation may show besides the outcomes
+    allowed: set[str | None] = field(default_factory=set)  # statuses the next observation may show besides the outcomes
 
 
 class Harness:
@@ -144,9 +144,7 @@ class Harness:
     (built once, reused, as Lambda reuses a container), the poller and the worker on one boto3
     session whose event hooks ask the invocation's `Fate` before every call."""
 
-    def __init__(
-        self, archive: Archive, feed: FeedEmulator, monkeypatch: pytest.MonkeyPatch, counted: Tally
-    ) -> None:
+    def __init__(self, archive: Archive, feed: FeedEmulator, monkeypatch: pytest.MonkeyPatch, counted: Tally) -> None:
         self.archive, self.feed, self.monkeypatch, self.tally = archive, feed, monkeypatch, counted
         stack = archive.stack
         for name, value in {**stack.every_environment, **FUNCTION_ENV}.items():
@@ -155,9 +153,9 @@ class Harness:
 
         self.fate = Fate()
         session = boto3.session.Session()
-        session.events.register("before-call", lambda **kwargs: self.fate.before_call(**kwargs))
-        session.events.register("provide-client-params.sqs.SendMessageBatch", lambda **kw: self.fate.sending(**kw))
-        session.events.register("provide-client-params.sns.Publish", lambda **kw: self.fate.publishing(**kw))
+        session.events.register("before-call", self._before_call)
+        session.events.register("provide-client-params.sqs.SendMessageBatch", self._sending)
+        session.events.register("provide-client-params.sns.Publish", self._publishing)
         poller_env = {**stack.function_environment, **FUNCTION_ENV}
         self.pollers = {
             fanout: build_poller({**poller_env, **({"FANOUT_THRESHOLD": "0"} if fanout else {})}, session)
@@ -174,6 +172,16 @@ class Harness:
         self.bucket = stack.bucket_name
         self.token = archive.callback_token
         self.log = io.StringIO()
+
+    # The hooks ask the fate of the invocation under way (`self.fate` changes with each one).
+    def _before_call(self, **kwargs: Any) -> None:
+        self.fate.before_call(**kwargs)
+
+    def _sending(self, **kwargs: Any) -> None:
+        self.fate.sending(**kwargs)
+
+    def _publishing(self, **kwargs: Any) -> None:
+        self.fate.publishing(**kwargs)
 
     def reset(self) -> None:
         """An empty table, empty queues and a fresh log: the next interleaving starts clean."""
@@ -304,7 +312,7 @@ class LifecycleMachine(RuleBasedStateMachine):
 
     def _expiry_eligible(self) -> set[str]:
         """PENDING tasks past their expiry that the next run can claim: due and not held."""
-        items = self.h.table.scan(ConsistentRead=True)["Items"]
+        items: list[dict[str, Any]] = self.h.table.scan(ConsistentRead=True)["Items"]
         limit = EXPIRE_AFTER_HOURS * 3600
         return {
             str(item["task_id"])
@@ -321,15 +329,16 @@ class LifecycleMachine(RuleBasedStateMachine):
         target=tasks,
         dialect=st.sampled_from(DIALECTS),
         outputs=st.integers(1, 2),
-        known=st.booleans(),
+        provider=st.none() | st.sampled_from(PROVIDER_STATUSES),
     )
-    def register(self, dialect: str, outputs: int, known: bool) -> str:
+    def register(self, dialect: str, outputs: int, provider: str | None) -> str:
+        """A new task; the provider has it at `provider`, or does not know the id yet (None), as a
+        brand-new one may answer."""
         self._begin("register")
         task_id = f"model-{next(_ids)}"
-        task = self.model[task_id] = ModelTask(task_id, dialect, outputs, allowed={PENDING})
-        if known:  # else the provider does not know the id yet, as a brand-new one may answer
-            task.provider = "queued"
-            self.h.feed.set_status(task_id, "queued", dialect=dialect, outputs=outputs)
+        self.model[task_id] = ModelTask(task_id, dialect, outputs, provider=provider, allowed={PENDING})
+        if provider is not None:
+            self.h.feed.set_status(task_id, provider, dialect=dialect, outputs=outputs)
         registration = register_tasks(self.h.table, [task_id])
         assert registration.registered == [task_id]
         return task_id
@@ -356,25 +365,28 @@ class LifecycleMachine(RuleBasedStateMachine):
         task.provider = status
         self.h.feed.set_status(task.task_id, status, dialect=task.dialect, outputs=task.outputs)
 
-    @rule(minutes=st.sampled_from(PAUSES))
-    def time_passes(self, minutes: int) -> None:
-        self._begin("time_passes")
-        self.minute += minutes
-
     # -- the archiver -------------------------------------------------------------------------
-    @rule(target=messages, crash_after=st.none() | st.integers(0, 10), fanout=st.booleans())
-    def tick(self, crash_after: int | None, fanout: bool) -> Any:
-        """The scheduled run at the model's time; `fanout`: it hands every due task to the work queue."""
+    @rule(
+        target=messages,
+        minutes=st.sampled_from(PAUSES),
+        crash_after=st.none() | st.integers(0, 10),
+        fanout=st.booleans(),
+    )
+    def tick(self, minutes: int, crash_after: int | None, fanout: bool) -> Any:
+        """`minutes` pass, then the scheduled run; `fanout`: it hands every due task to the work queue."""
         self._begin("tick")
+        self.minute += minutes
         eligible = self._expiry_eligible()
         fate = Fate(crash_after)
         self._run(fate, fanout=fanout)
         self.expiry_due = set() if fate.crashed or fanout else eligible
         return multiple(*fate.sent)
 
-    @rule(crash_after=st.none() | st.integers(0, 10))
-    def work(self, crash_after: int | None) -> None:
+    @rule(minutes=st.sampled_from((0, *PAUSES)), crash_after=st.none() | st.integers(0, 10))
+    def work(self, minutes: int, crash_after: int | None) -> None:
+        """`minutes` pass, then the worker takes what the work queue holds."""
         self._begin("work")
+        self.minute += minutes
         self._work(Fate(crash_after))
 
     @rule(message=messages)
@@ -414,10 +426,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         self._begin("retry")
         item = self._item(task)
         predicted = (
-            item is not None
-            and item["status"] in (FAILED, EXPIRED)
-            and "outbox" not in item
-            and self._lease_free(item)
+            item is not None and item["status"] in (FAILED, EXPIRED) and "outbox" not in item and self._lease_free(item)
         )
         try:
             self.h.operator.retry(task, now=self._now())
@@ -453,9 +462,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         self._begin("forget")
         item = self._item(task)
         predicted = (
-            item is not None
-            and self._lease_free(item)
-            and not ("outbox" in item and item["status"] != FORGOTTEN)
+            item is not None and self._lease_free(item) and not ("outbox" in item and item["status"] != FORGOTTEN)
         )
         try:
             forget(self.h.operator, task, allow_again=allow_again, now=self._now())
@@ -630,11 +637,9 @@ def test_a_broken_promise_is_caught(
     with pytest.raises(AssertionError, match="is not in S3 as recorded"):
         LifecycleMachine.harness = Harness(archive, feed, monkeypatch, tally(request.node.name))
         machine = LifecycleMachine()
-        task = machine.register(dialect="feed-2024", outputs=1, known=True)
+        task = cast(str, machine.register(dialect="feed-2024", outputs=1, provider="succeeded"))
         machine.check()
-        feed.set_status(task, "succeeded")
-        machine.model[task].provider = "succeeded"
-        machine.tick(crash_after=None, fanout=False)
+        machine.tick(minutes=1, crash_after=None, fanout=False)
         machine.check()
         assert archive.item(task)["status"] == ARCHIVED
         boto3.client("s3").delete_object(Bucket=archive.stack.bucket_name, Key=f"runway/{task}/video.mp4")
