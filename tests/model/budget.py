@@ -1,9 +1,10 @@
 """The model-based tests' budgets (Hypothesis settings profiles) and what they tried (the tally).
 
 `make test` runs the `model-ci` budget: few interleavings, a fixed seed (derandomized), no example
-database, so a run in CI is the same every time. `make soak` sets RUNWAY_ARCHIVER_MODEL=soak
-for the `model-soak` budget (random seeds, many more interleavings); SOAK_EXAMPLES and SOAK_STEPS
-change it. Either way the session ends with one line per test: interleavings and steps tried,
+database and no shrinking, so a run in CI is the same every time and a failure is reported at
+once. `make soak` sets RUNWAY_ARCHIVER_MODEL=soak for the `model-soak` budget (random seeds, many
+more interleavings, failures shrunk); SOAK_EXAMPLES and SOAK_STEPS change it. Either way the
+session ends with one line per test: interleavings and steps tried,
 rules fired, and what failed.
 """
 
@@ -14,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 
 PROFILE_VARIABLE = "RUNWAY_ARCHIVER_MODEL"
 
@@ -31,11 +32,14 @@ settings.register_profile(
     database=None,
     print_blob=False,
     suppress_health_check=_SLOW_STEPS,
+    # No shrinking here: each step costs AWS calls, so shrinking a failure takes minutes; the
+    # sequence is printed as generated (at most CI_STEPS steps), and `make soak` shrinks.
+    phases=(Phase.explicit, Phase.reuse, Phase.generate),
 )
 settings.register_profile(
     "model-soak",
-    max_examples=int(os.environ.get("SOAK_EXAMPLES", "150")),
-    stateful_step_count=int(os.environ.get("SOAK_STEPS", "40")),
+    max_examples=int(os.environ.get("SOAK_EXAMPLES", "100")),
+    stateful_step_count=int(os.environ.get("SOAK_STEPS", "30")),
     deadline=None,
     derandomize=False,
     database=None,
