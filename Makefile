@@ -36,7 +36,7 @@ PYTEST_WORKERS ?= auto
 CHROMEDRIVER := /usr/bin/chromedriver
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: help install dynamodb-local browser demo local test checks unit reliability bench bench-quick lint cfn-lint validate build lambda-runtime deploy api-key format clean
+.PHONY: help install dynamodb-local browser demo local test checks unit reliability soak bench bench-quick lint cfn-lint validate build lambda-runtime deploy api-key format clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -66,6 +66,11 @@ checks: lint validate build $(LAMBDA_RUNTIME_STAMP)  ## lint, validate, build an
 
 reliability: $(STAMP) $(EMBEDDED_DYNAMODB)  ## run the fault-injection suite and rewrite the table in docs/reliability.md
 	$(BIN)/python -m pytest tests/faults -q --reliability-report docs/reliability.md
+
+# The model-based tests of tests/model with a large budget: random interleavings (not the fixed
+# seed `make test` uses); the summary says how many interleavings and steps were tried and what failed.
+soak: $(STAMP) $(EMBEDDED_DYNAMODB)  ## the task life cycle's model-based tests on many random interleavings (SOAK_EXAMPLES, SOAK_STEPS)
+	RUNWAY_ARCHIVER_MODEL=soak $(BIN)/python -m pytest tests/model -q -p no:cacheprovider --show-capture=no
 
 bench: $(STAMP) $(EMBEDDED_DYNAMODB)  ## the performance figures, one line each, and the cost model (about 10 minutes)
 	$(BIN)/python -m bench

@@ -252,6 +252,19 @@ class FeedEmulator:
             self.tasks[task_id] = task
         return task
 
+    def set_status(self, task_id: str, status: str, **options: Any) -> EmulatedTask:
+        """The task answers `status` (a script step) at every poll from now on, as when it moves on
+        at the provider; a task not scripted yet is added with `options` (its dialect, outputs...)."""
+        if status not in STEP_WORDS:
+            raise ValueError(f"unknown status {status!r}; use {', '.join(STEP_WORDS)}")
+        with self._lock:
+            task = self.tasks.get(task_id)
+            if task is None:
+                task = self.tasks[task_id] = EmulatedTask(task_id=task_id, script=[status], **options)
+            else:
+                task.script = [status]
+            return task
+
     def fail_feed(self, task_id: str, *faults: Fault) -> None:
         with self._lock:
             self.feed_faults[task_id].extend(faults)

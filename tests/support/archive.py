@@ -132,14 +132,16 @@ class Archive:
         env: dict[str, str] | None = None,
         max_batches: int | None = None,
         visibility_timeout: int = 60,
+        session: boto3.session.Session | None = None,
     ) -> Drained:
-        """Let the worker consume the work queue as the SQS event source would (a cold container)."""
+        """Let the worker consume the work queue as the SQS event source would (a cold container);
+        `session` lets a test hook faults into the worker's boto3 clients."""
         for name, value in {**self.stack.environments["WorkerFunction"], **(env or {})}.items():
             self.monkeypatch.setenv(name, value)
         from runway_archiver_lambda.handlers import worker as worker_entry
         from runway_archiver_lambda.wiring import build_poller
 
-        poller = build_poller(os.environ)
+        poller = build_poller(os.environ, session)
         poller.wall_clock = self.clock.at(self.clock.current)  # the workers run when the last run did
         self.monkeypatch.setattr(worker_entry, "_poller", poller)
         self.monkeypatch.setattr(worker_entry.logger.registered_handler, "stream", self.log_stream)
