@@ -64,6 +64,7 @@ CARD_ATTRIBUTES = (
     "completed_at",
     "assets",
     "provider",
+    "model_family",
     "provider_name",
     "model",
     "duration",

@@ -157,7 +157,7 @@ def test_the_grid_shows_the_archived_tasks_newest_first(page: Page, browser: Any
     assert ids[0] == LATEST  # archived by the later run
     assert sorted(ids) == sorted([*POSTERS, NO_POSTER, LATEST])
     text = browser.find_element("css selector", "main").text
-    assert "cometapi" in text and "ARCHIVED" in text and "5.7 KiB" in text
+    assert "runway" in text and "ARCHIVED" in text and "5.7 KiB" in text
     # every poster is a real image the browser drew, with its alt text
     images = browser.find_elements("css selector", "li.card img")
     assert len(images) == len(ids) - 1

@@ -134,6 +134,7 @@ def test_with_registration_allowed_an_unknown_task_is_registered_and_archived(
     assert len(archive.events()) == 1
 
 
+@pytest.mark.parametrize("extra_parameters", [{"AllowCallbackRegistration": "true"}])
 def test_a_callback_url_naming_a_provider_registers_the_task_as_that_familys(
     archive: Archive, feed: FeedEmulator
 ) -> None:
