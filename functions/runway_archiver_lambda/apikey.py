@@ -1,11 +1,11 @@
-"""Secrets (the CometAPI key, the callback token): read once per cold start, then again after a
+"""Secrets (the API keys, the callback token): read once per cold start, then again after a
 refusal (the key) or once the copy is older than its time to live (the callback token)."""
 
 from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -19,6 +19,10 @@ if TYPE_CHECKING:
 
 class SecretUnavailable(Exception):
     """The secret could not be read, or holds nothing."""
+
+
+class SecretEmpty(SecretUnavailable):
+    """The secret holds no value: none was ever put (AWS: ResourceNotFoundException), or a blank one."""
 
 
 class CachedSecret:
@@ -73,22 +77,55 @@ class CachedSecret:
             value = self._client.get_secret_value(SecretId=self._secret_id).get("SecretString", "")
         except (ClientError, BotoCoreError) as exc:
             code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else ""
+            if code == "ResourceNotFoundException":
+                raise SecretEmpty(
+                    f"{self._what} holds no value: put its value in the secret (docs/configuration-and-deployment.md)"
+                ) from exc
             raise SecretUnavailable(f"{self._what} could not be read ({code or type(exc).__name__})") from exc
         if not value.strip():
-            raise SecretUnavailable(
+            raise SecretEmpty(
                 f"{self._what} is empty: put its value in the secret (docs/configuration-and-deployment.md)"
             )
         return value.strip()
 
 
 class SecretApiKey(CachedSecret):
-    """The CometAPI key; a secret that cannot be read is a feed error the run stops on."""
+    """An API key (the Provider's, or the gateway's); a secret that cannot be read is a feed error the
+    run stops on. `present()` tells a secret that holds no key yet (the gateway's, not put) from one
+    that cannot be read: its answer "no key" is kept `ABSENT_RECHECK_SECONDS`, so a backlog of tasks
+    needing it costs one Secrets Manager read, and a key put since is seen within that time."""
 
-    def __init__(self, client: SecretsManagerClient, secret_id: str) -> None:
-        super().__init__(client, secret_id, what="the API key secret")
+    ABSENT_RECHECK_SECONDS: Final = 60.0
+
+    def __init__(
+        self,
+        client: SecretsManagerClient,
+        secret_id: str,
+        *,
+        what: str = "the API key secret",
+        key_name: str = "the CometAPI key",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(client, secret_id, what=what, clock=clock)
+        self._key_name = key_name
+        self._absent_until: float | None = None
+
+    def present(self) -> bool:
+        """Whether the secret holds a key (raises `FeedError` when it cannot be read at all)."""
+        if self._absent_until is not None and self._clock() < self._absent_until:
+            return False
+        try:
+            self.current()
+        except FeedError as exc:
+            if not isinstance(exc.__cause__, SecretEmpty):
+                raise
+            self._absent_until = self._clock() + self.ABSENT_RECHECK_SECONDS
+            return False
+        self._absent_until = None
+        return True
 
     def _read(self) -> str:
         try:
             return super()._read()
         except SecretUnavailable as exc:
-            raise FeedError(FeedErrorKind.UNAUTHORIZED, str(exc).replace("its value", "the CometAPI key")) from exc
+            raise FeedError(FeedErrorKind.UNAUTHORIZED, str(exc).replace("its value", self._key_name)) from exc

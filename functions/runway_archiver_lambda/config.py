@@ -41,6 +41,8 @@ class Settings:
     topic_arn: str
     api_key_secret_id: str
     provider: Provider = Provider.COMETAPI
+    # With Provider=runway, the gateway's key for every other family (None: those families are not served).
+    gateway_key_secret_id: str | None = None
     api_base_url: str = "https://api.cometapi.com"
     runway_base_url: str = "https://api.dev.runwayml.com"
     api_version: str = "2024-11-06"
@@ -108,6 +110,7 @@ class Settings:
             topic_arn=given["TOPIC_ARN"],
             api_key_secret_id=given["API_KEY_SECRET_ARN"],
             provider=provider,
+            gateway_key_secret_id=environ.get("GATEWAY_API_KEY_SECRET_ARN", "").strip() or None,
             api_base_url=environ.get("COMETAPI_BASE_URL", "").strip().rstrip("/") or cls.api_base_url,
             runway_base_url=environ.get("RUNWAY_API_BASE_URL", "").strip().rstrip("/") or cls.runway_base_url,
             api_version=environ.get("RUNWAY_API_VERSION", "").strip() or cls.api_version,

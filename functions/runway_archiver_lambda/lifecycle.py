@@ -137,15 +137,23 @@ class TaskLifecycle:
             self.finish(claim, None, Outcome(FAILED, reason))
             return
         family = family_named(_stored_text(claim, "model_family"))
-        if family is None or not family.serves(self.p.feed.provider):
+        if family is None:
             self.finish(claim, None, Outcome(FAILED, self.unserved(claim)))  # no call: nobody here can ask
             return
-        if archive_folder(family.name) is None and claim.task_id in families():
-            # Its files would sit at {prefix}/{task_id}/, the folder of that family's whole archive.
-            reason = f"task_id {claim.task_id!r} names the archive folder of a model family; it cannot be a Runway task"
-            self.finish(claim, None, Outcome(FAILED, reason))
-            return
         try:
+            # A family whose API this stack holds no key for (the gateway's, with Provider=runway and
+            # none put): FAILED, with no call to anyone. A key that cannot be read stops the run instead.
+            refusal = self.p.feed.unserved(family)
+            if refusal is not None:
+                self.finish(claim, None, Outcome(FAILED, refusal))
+                return
+            if archive_folder(family.name) is None and claim.task_id in families():
+                # Its files would sit at {prefix}/{task_id}/, the folder of that family's whole archive.
+                reason = (
+                    f"task_id {claim.task_id!r} names the archive folder of a model family; it cannot be a Runway task"
+                )
+                self.finish(claim, None, Outcome(FAILED, reason))
+                return
             answer = self.p.feed.fetch(claim.task_id, family)
         except FeedError as exc:
             self.summary.add(poll_errors=1)
@@ -174,9 +182,7 @@ class TaskLifecycle:
 
     def unserved(self, claim: Claim) -> str:
         name = _stored_text(claim, "model_family")
-        if family_named(name) is None:
-            return f"provider {name!r} is not one this archiver knows ({known_families()})"
-        return f"provider {name!r} is not served by this stack: its Provider is {self.p.feed.provider.value}"
+        return f"provider {name!r} is not one this archiver knows ({known_families()})"
 
     def provider_name(self, claim: Claim) -> str:
         """Whose API answered, as the event's `provider_name` says: for Runway's tasks the stack's

@@ -35,13 +35,26 @@ def build_poller(environ: Mapping[str, str], session: boto3.session.Session | No
         max_pool_connections=max(10, settings.poll_concurrency + 4 * settings.archive_concurrency),
     )
     session = session or boto3.session.Session()
-    api_key = SecretApiKey(session.client("secretsmanager", config=aws_config), settings.api_key_secret_id)
+    secretsmanager = session.client("secretsmanager", config=aws_config)
+    api_key = SecretApiKey(secretsmanager, settings.api_key_secret_id)
+    # Provider=runway: the gateway's key, for every family but Runway's, has a secret of its own.
+    gateway_key = (
+        SecretApiKey(
+            secretsmanager,
+            settings.gateway_key_secret_id,
+            what="the gateway key secret (GatewayApiKeySecret)",
+            key_name="the CometAPI key",
+        )
+        if settings.gateway_key_secret_id
+        else None
+    )
     timeout = urllib3.Timeout(connect=settings.connect_timeout_seconds, read=settings.read_timeout_seconds)
     feed = FeedClient(
         settings.feed_base_url,
         api_key,
         provider=settings.provider,
         gateway_base_url=settings.api_base_url,
+        gateway_key=gateway_key,
         api_version=settings.api_version,
         timeout=timeout,
         http=urllib3.PoolManager(maxsize=settings.poll_concurrency, block=True),

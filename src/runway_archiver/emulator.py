@@ -171,6 +171,7 @@ class FeedEmulator:
         self,
         api_key: str = "emulated-key",
         *,
+        runway_api_key: str | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
         latency: float = 0.0,
@@ -178,7 +179,9 @@ class FeedEmulator:
         default_dialect: str = "feed-2024",
         media_bytes_per_second: float | None = None,
     ) -> None:
-        self.api_key = api_key
+        self.api_key = api_key  # the gateway's key
+        # Runway's own API (its own origin, `runway_url`) takes this key (default: the gateway's).
+        self.runway_api_key = runway_api_key or api_key
         self.latency = latency
         # A task id nobody scripted: "not found" (as the real feed), or this script (`runway-archiver local`).
         self.default_script = default_script
@@ -190,6 +193,8 @@ class FeedEmulator:
         self.media_faults: dict[str, deque[Fault]] = defaultdict(deque)
         self.requests: list[tuple[str, str]] = []
         self.feed_headers: list[dict[str, str]] = []
+        # Every request to any of the three origins: ("gateway" | "runway" | "cdn", path, its Authorization or "").
+        self.authorizations: list[tuple[str, str, str]] = []
         # Every media request: which server ("api" or "cdn"), its path, and whether it carried Authorization.
         self.media_requests: list[tuple[str, str, bool]] = []
         self._lock = threading.Lock()
@@ -198,8 +203,12 @@ class FeedEmulator:
         # The other families' CDN: another origin (port), so a key meant for the API is seen if it leaks here.
         self._cdn = ThreadingHTTPServer((host, 0), _handler_for(self))
         self._cdn.daemon_threads = True
+        # Runway's own API: a third origin, so a key sent to the wrong API is seen (and refused).
+        self._runway = ThreadingHTTPServer((host, 0), _handler_for(self))
+        self._runway.daemon_threads = True
         self._thread: threading.Thread | None = None
         self._cdn_thread: threading.Thread | None = None
+        self._runway_thread: threading.Thread | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
     @property
@@ -214,7 +223,7 @@ class FeedEmulator:
         host = self._server.server_address[0]
         parameters = {"CometApiBaseUrl": self.base_url, "AllowedPrivateNetworks": f"{host!s}/32"}
         if provider != "cometapi":
-            parameters.update({"Provider": provider, "RunwayApiBaseUrl": self.base_url})
+            parameters.update({"Provider": provider, "RunwayApiBaseUrl": self.runway_url})
         return parameters
 
     @property
@@ -222,14 +231,25 @@ class FeedEmulator:
         host, port = self._cdn.server_address[:2]
         return f"http://{host!s}:{port}"
 
+    @property
+    def runway_url(self) -> str:
+        """Runway's own API (GET /v1/tasks/{id}, `runway_api_key`), apart from the gateway."""
+        host, port = self._runway.server_address[:2]
+        return f"http://{host!s}:{port}"
+
     def is_cdn(self, server: object) -> bool:
         return server is self._cdn
+
+    def is_runway_api(self, server: object) -> bool:
+        return server is self._runway
 
     def start(self) -> FeedEmulator:
         self._thread = threading.Thread(target=self._server.serve_forever, name="feed-emulator", daemon=True)
         self._thread.start()
         self._cdn_thread = threading.Thread(target=self._cdn.serve_forever, name="feed-emulator-cdn", daemon=True)
         self._cdn_thread.start()
+        self._runway_thread = threading.Thread(target=self._runway.serve_forever, name="runway-api", daemon=True)
+        self._runway_thread.start()
         return self
 
     def stop(self) -> None:
@@ -237,6 +257,8 @@ class FeedEmulator:
         self._server.server_close()
         self._cdn.shutdown()
         self._cdn.server_close()
+        self._runway.shutdown()
+        self._runway.server_close()
 
     def __enter__(self) -> FeedEmulator:
         return self.start()
@@ -499,9 +521,22 @@ class _FeedHandler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         return  # quiet: tests and the demo print what matters
 
+    def _origin(self) -> str:
+        if self.emulator.is_cdn(self.server):
+            return "cdn"
+        return "runway" if self.emulator.is_runway_api(self.server) else "gateway"
+
+    def _record_authorization(self) -> None:
+        with self.emulator._lock:
+            self.emulator.authorizations.append((self._origin(), self.path, self.headers.get("Authorization", "")))
+
     def do_POST(self) -> None:
+        self._record_authorization()
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length)
+        if self.emulator.is_runway_api(self.server):
+            self._not_here()
+            return
         if self.path != "/runway/feed":
             self._send(
                 Fault(
@@ -528,6 +563,11 @@ class _FeedHandler(BaseHTTPRequestHandler):
         self._send(self.emulator.feed_answer(task_id))
 
     def do_GET(self) -> None:
+        self._record_authorization()
+        # Runway's API answers /v1/tasks/ only, and the gateway never does: each is its own origin.
+        if self.emulator.is_runway_api(self.server) != self.path.startswith("/v1/tasks/"):
+            self._not_here()
+            return
         if self.path.startswith("/v1/tasks/"):
             self._runway_task(unquote(self.path.removeprefix("/v1/tasks/")))
             return
@@ -591,12 +631,19 @@ class _FeedHandler(BaseHTTPRequestHandler):
         task = self.emulator.tasks.get(route.task_id)
         return task.family if task else "sora"
 
+    def _not_here(self) -> None:
+        """A path the other API serves, asked of this one: recorded (headers too), and 404."""
+        with self.emulator._lock:
+            self.emulator.requests.append((self.command, f"elsewhere:{self.path}"))
+            self.emulator.feed_headers.append(dict(self.headers.items()))
+        self._send(Fault(status=404, body=b"not found", content_type="text/plain"))
+
     def _runway_task(self, task_id: str) -> None:
         """Runway's GET /v1/tasks/{id}: Bearer key and API version required, as Runway does."""
         with self.emulator._lock:
             self.emulator.requests.append(("GET", f"runway:{task_id}"))
             self.emulator.feed_headers.append(dict(self.headers.items()))
-        if self.headers.get("Authorization") != f"Bearer {self.emulator.api_key}":
+        if self.headers.get("Authorization") != f"Bearer {self.emulator.runway_api_key}":
             self._send(Fault.bare({"error": "Unauthorized"}, status=401))
         elif self.headers.get("X-Runway-Version") != RUNWAY_API_VERSION:
             self._send(Fault.bare({"error": "X-Runway-Version header is missing or unsupported"}, status=400))

@@ -171,17 +171,27 @@ def deploy(
     stack_name: str = "runway-archiver-local",
     parameters: Mapping[str, str] | None = None,
     api_key: str | None = "local-demo-key",
+    gateway_api_key: str | None = None,
 ) -> DeployedStack:
-    """Deploy template.yaml into the AWS that `session` talks to (moto), return what it made."""
+    """Deploy template.yaml into the AWS that `session` talks to (moto), return what it made.
+
+    `api_key` goes in ApiKeySecret (the Provider's key), `gateway_api_key` in GatewayApiKeySecret (the
+    gateway's key, a secret the stack makes with Provider=runway only); None leaves a secret without a
+    value, as a fresh deploy on AWS does."""
     with warnings.catch_warnings():
         # moto (in this process) warns of each type it skips, whenever it reads the stack;
         # `DeployedStack.not_created` reports them once, as data.
         warnings.filterwarnings("ignore", message="Tried to parse AWS::", category=UserWarning)
-        return _deploy(session, stack_name, parameters, api_key)
+        return _deploy(
+            session, stack_name, parameters, {"ApiKeySecret": api_key, "GatewayApiKeySecret": gateway_api_key}
+        )
 
 
 def _deploy(
-    session: boto3.session.Session, stack_name: str, parameters: Mapping[str, str] | None, api_key: str | None
+    session: boto3.session.Session,
+    stack_name: str,
+    parameters: Mapping[str, str] | None,
+    secret_values: Mapping[str, str | None],
 ) -> DeployedStack:
     parameters = dict(parameters or {})
     # A boto3 client costs 20-40 ms of CPU to create: the deploy makes each one once.
@@ -229,18 +239,7 @@ def _deploy(
         if "Condition" not in resource and not physical.get(logical_id)
     }
 
-    # moto does not create AWS::SecretsManager::Secret: make them, with values, as an operator would
-    # (api_key=None: the key secret without a value, as a fresh deploy on AWS leaves it).
-    secret_values = {"ApiKeySecret": api_key}
-    secretsmanager = session.client("secretsmanager")
-    secret_arns = {
-        logical_id: secretsmanager.create_secret(
-            Name=f"{stack_name}-{logical_id}",
-            **_secret_string(secret_values.get(logical_id, secrets.token_urlsafe(36))),
-        )["ARN"]
-        for logical_id, resource in cloud["Resources"].items()
-        if resource["Type"] == "AWS::SecretsManager::Secret"
-    }
+    secret_arns, with_secrets = _make_secrets(session, cloud, stack_name, parameters, secret_values)
     for name, output in declared_outputs.items():
         if _ref(output.get("Value")) in secret_arns:
             outputs[name] = secret_arns[output["Value"]["Ref"]]
@@ -256,9 +255,7 @@ def _deploy(
         configuration = lambda_client.get_function_configuration(FunctionName=physical[logical_id])
         # moto hands back Number parameters as numbers; Lambda environments are strings.
         environment = {k: str(v) for k, v in configuration.get("Environment", {}).get("Variables", {}).items()}
-        environment.update(
-            {name: secret_arns[value["Ref"]] for name, value in declared.items() if _ref(value) in secret_arns}
-        )
+        _set_secret_arns(environment, declared, secret_arns, with_secrets)
         lambda_client.update_function_configuration(
             FunctionName=physical[logical_id], Environment={"Variables": environment}
         )
@@ -277,6 +274,48 @@ def _deploy(
     )
 
 
+def _make_secrets(
+    session: boto3.session.Session,
+    cloud: dict[str, Any],
+    stack_name: str,
+    parameters: Mapping[str, str],
+    secret_values: Mapping[str, str | None],
+) -> tuple[dict[str, str], _Resolver]:
+    """The stack's secrets (ARN by logical id), and a resolver that knows them, its parameters and conditions.
+
+    moto does not create AWS::SecretsManager::Secret: make them (those whose condition holds), with
+    values, as an operator would (a key None: the secret without a value, as a fresh deploy leaves it).
+    """
+    given = {name: str(p["Default"]) for name, p in cloud.get("Parameters", {}).items() if "Default" in p}
+    given.update({**_PSEUDO, "AWS::StackName": stack_name, **parameters})
+    conditions = cloud.get("Conditions", {})
+    deciding = _Resolver(given, conditions)
+    secretsmanager = session.client("secretsmanager")
+    secret_arns = {
+        logical_id: secretsmanager.create_secret(
+            Name=f"{stack_name}-{logical_id}",
+            **_secret_string(secret_values.get(logical_id, secrets.token_urlsafe(36))),
+        )["ARN"]
+        for logical_id, resource in cloud["Resources"].items()
+        if resource["Type"] == "AWS::SecretsManager::Secret"
+        and ("Condition" not in resource or deciding.condition(resource["Condition"]))
+    }
+    return secret_arns, _Resolver({**given, **secret_arns}, conditions)
+
+
+def _set_secret_arns(
+    environment: dict[str, str], declared: Mapping[str, Any], secret_arns: Mapping[str, str], resolver: _Resolver
+) -> None:
+    """A variable naming a secret (Ref, or a choice of one with Fn::If): what CloudFormation would give."""
+    for name, value in declared.items():
+        if _names_any(value, secret_arns):
+            resolved = resolver.resolve(value)
+            if resolved is _NO_VALUE:
+                environment.pop(name, None)
+            else:
+                environment[name] = str(resolved)
+
+
 def _secret_string(value: str | None) -> dict[str, Any]:
     return {} if value is None else {"SecretString": value}
 
@@ -287,6 +326,15 @@ def _apply_bucket_versioning(s3: Any, cloud: dict[str, Any], physical: dict[str,
         status = resource.get("Properties", {}).get("VersioningConfiguration", {}).get("Status")
         if resource["Type"] == "AWS::S3::Bucket" and status and logical_id in physical:
             s3.put_bucket_versioning(Bucket=physical[logical_id], VersioningConfiguration={"Status": status})
+
+
+def _names_any(value: Any, logical_ids: Mapping[str, str]) -> bool:
+    """Whether a template value refers (Ref, anywhere within it) to one of these resources."""
+    if isinstance(value, dict):
+        return _ref(value) in logical_ids or any(_names_any(v, logical_ids) for v in value.values())
+    if isinstance(value, list):
+        return any(_names_any(v, logical_ids) for v in value)
+    return False
 
 
 def _ref(value: Any) -> str | None:

@@ -1,8 +1,9 @@
 """The HTTP side of asking about a task: one request per poll, whatever the family; errors sorted by kind.
 
 The family says what to send (`Family.query`) and how to read the answer (`Family.read_answer`);
-this module sends it with the Bearer key, retries what is worth retrying, refuses redirects, bounds
-the answer's size and turns every way of not answering into a `FeedError` of a `FeedErrorKind`.
+this module sends it to the family's API (`Route`) with that API's Bearer key, retries what is
+worth retrying, refuses redirects, bounds the answer's size and turns every way of not answering
+into a `FeedError` of a `FeedErrorKind`.
 """
 
 from __future__ import annotations
@@ -59,6 +60,10 @@ class ApiKeySource(Protocol):
 
     def refreshed(self, stale: str) -> str: ...
 
+    def present(self) -> bool:
+        """Whether there is a key at all (False: none was put yet); raises `FeedError` when it cannot be read."""
+        ...
+
 
 @dataclass(frozen=True)
 class MediaAuth:
@@ -73,6 +78,16 @@ class MediaAuth:
 
     def headers_for(self, url: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key.current()}"} if same_origin(url, self.base_url) else {}
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where a family's tasks are asked: which API (`api`: the dialect it answers in), its base URL,
+    and the key that API takes (None: this stack holds no key for it)."""
+
+    api: Provider
+    base_url: str
+    key: ApiKeySource | None
 
 
 def same_origin(url: str, base_url: str) -> bool:
@@ -91,8 +106,11 @@ def _default_port(scheme: str) -> int:
 class FeedClient:
     """Asks the provider about one task of a family; answers are read into `FeedAnswer`s by that family.
 
-    `base_url` is the API the stack's `provider` names (CometAPI's gateway, or Runway's own API for
-    Runway's tasks); `gateway_base_url` is the gateway's, which serves every other family.
+    `base_url` and `api_key` are the API the stack's `provider` names (CometAPI's gateway, or
+    Runway's own API for Runway's tasks); every other family is asked through the gateway
+    (`gateway_base_url`) with the gateway's key: `api_key` itself when the provider is the gateway,
+    else `gateway_key` (None: the stack serves Runway's tasks only). Each key goes to its own API's
+    host only: the feed call, a further lookup and an authenticated media download alike.
     """
 
     def __init__(
@@ -102,15 +120,19 @@ class FeedClient:
         *,
         provider: Provider = Provider.COMETAPI,
         gateway_base_url: str | None = None,
+        gateway_key: ApiKeySource | None = None,
         api_version: str = "2024-11-06",
         http: urllib3.PoolManager | None = None,
         timeout: urllib3.Timeout | None = None,
         retry: urllib3.Retry | None = None,
     ) -> None:
-        self._base = base_url.rstrip("/")
-        self._gateway = (gateway_base_url or base_url).rstrip("/")
+        base = base_url.rstrip("/")
+        gateway = (gateway_base_url or base_url).rstrip("/")
         self._provider = provider
-        self._api_key = api_key
+        self._own = Route(provider, base, api_key)
+        self._through_gateway = (
+            self._own if provider is Provider.COMETAPI else Route(Provider.COMETAPI, gateway, gateway_key)
+        )
         self._api_version = api_version
         self._http = http or urllib3.PoolManager(maxsize=32, block=True)
         self._timeout = timeout or urllib3.Timeout(connect=3.05, read=20.0)
@@ -120,35 +142,65 @@ class FeedClient:
     def provider(self) -> Provider:
         return self._provider
 
-    def base_url_for(self, family: Family) -> str:
+    def route(self, family: Family) -> Route:
         """Runway's tasks go to the stack's provider's API; every other family's to the gateway."""
-        return self._base if family.name == "runway" else self._gateway
+        return self._own if family.name == "runway" else self._through_gateway
+
+    def base_url_for(self, family: Family) -> str:
+        return self.route(family).base_url
+
+    def unserved(self, family: Family) -> str | None:
+        """Why this stack cannot ask about the family's tasks (no call made), or None when it can.
+
+        Raises `FeedError` when the key's secret cannot be read at all (a configuration error, not
+        a refusal of the task)."""
+        route = self.route(family)
+        if not family.serves(route.api):
+            return f"provider {family.name!r} is not served by this stack: its Provider is {self._provider.value}"
+        if route.key is None:
+            return (
+                f"provider {family.name!r} is asked through the CometAPI gateway, and this stack "
+                f"(Provider {self._provider.value}) has no gateway key (GATEWAY_API_KEY_SECRET_ARN is not set)"
+            )
+        if route is self._through_gateway and route is not self._own and not route.key.present():
+            return (
+                f"provider {family.name!r} is asked through the CometAPI gateway, and this stack's gateway key "
+                "secret (GatewayApiKeySecretArn) holds no key: put it with make api-key GATEWAY=1"
+            )
+        return None
 
     def media_auth(self, family: Family) -> MediaAuth | None:
-        """What the copier may send with a family's media: the key for the API's own host, or nothing."""
-        return MediaAuth(self.base_url_for(family), self._api_key) if family.media_through_api else None
+        """What the copier may send with a family's media: its API's key, for that API's host, or nothing."""
+        route = self.route(family)
+        if not family.media_through_api or route.key is None:
+            return None
+        return MediaAuth(route.base_url, route.key)
 
     def fetch(self, task_id: str, family: Family | None = None) -> FeedAnswer:
         chosen = family or family_named(None)
         assert chosen is not None  # the Runway module is part of the package
-        key = self._api_key.current()
+        route = self.route(chosen)
+        if route.key is None:
+            raise FeedError(FeedErrorKind.UNAUTHORIZED, f"this stack holds no key for {chosen.name}'s API")
+        api_key = route.key
+        key = api_key.current()
         try:
-            body = self._request(task_id, key, chosen)
+            body = self._request(task_id, key, chosen, route)
         except FeedError as exc:
             # A 401 may mean the key was rotated since this container read it: read it again, once.
-            if exc.kind is not FeedErrorKind.UNAUTHORIZED or self._api_key.refreshed(key) == key:
+            if exc.kind is not FeedErrorKind.UNAUTHORIZED or api_key.refreshed(key) == key:
                 raise
-            body = self._request(task_id, self._api_key.current(), chosen)
-        answer = chosen.read_answer(task_id, body, self._provider, self.base_url_for(chosen))
+            body = self._request(task_id, api_key.current(), chosen, route)
+        answer = chosen.read_answer(task_id, body, route.api, route.base_url)
         if answer.progress is Progress.SUCCEEDED:
-            answer = chosen.resolve_media(answer, lambda url: self._ask(url, chosen))
+            answer = chosen.resolve_media(answer, lambda url: self._ask(url, chosen, route, api_key))
         return answer
 
-    def _ask(self, url: str, family: Family) -> Mapping[str, Any]:
+    def _ask(self, url: str, family: Family, route: Route, api_key: ApiKeySource) -> Mapping[str, Any]:
         """A further JSON read from the family's API (MiniMax's files/retrieve), with the key: that host only."""
-        if not same_origin(url, self.base_url_for(family)):
+        if not same_origin(url, route.base_url):
             raise FeedError(FeedErrorKind.MALFORMED, "a media lookup pointed away from the API's host: not asked")
-        return self._send("GET", url, None, self._headers(self._api_key.current(), family), family)
+        return self._send("GET", url, None, self._headers(api_key.current(), family), family, api=route.api)
 
     def _headers(self, api_key: str, family: Family) -> dict[str, str]:
         headers = {"Authorization": f"Bearer {api_key}", "Accept": "application/json"}
@@ -156,17 +208,17 @@ class FeedClient:
             headers[family.version_header] = self._api_version
         return headers
 
-    def _request(self, task_id: str, api_key: str, family: Family) -> Mapping[str, Any]:
-        query = family.query(task_id, self._provider)
+    def _request(self, task_id: str, api_key: str, family: Family, route: Route) -> Mapping[str, Any]:
+        query = family.query(task_id, route.api)
         headers = {**self._headers(api_key, family), **query.headers}
         body = None
         if query.body is not None:
             body = json.dumps(dict(query.body)).encode()
             headers["Content-Type"] = "application/json"
-        return self._send(query.method, self.base_url_for(family) + query.path, body, headers, family)
+        return self._send(query.method, route.base_url + query.path, body, headers, family, api=route.api)
 
     def _send(
-        self, method: str, url: str, body: bytes | None, headers: dict[str, str], family: Family
+        self, method: str, url: str, body: bytes | None, headers: dict[str, str], family: Family, *, api: Provider
     ) -> Mapping[str, Any]:
         try:
             response = self._http.request(
@@ -194,7 +246,7 @@ class FeedClient:
                 f"feed answer larger than {MAX_ANSWER_BYTES} bytes",
                 http_status=response.status,
             )
-        return _parse_answer(response.status, raw, self._provider, family)
+        return _parse_answer(response.status, raw, api, family)
 
 
 def _parse_answer(http_status: int, raw: bytes, provider: Provider, family: Family) -> Mapping[str, Any]:
