@@ -145,8 +145,8 @@ build: $(STAMP) $(SAM)  ## sam build (python3.13, arm64), drop what the runtime 
 deploy: build  ## build, then sam deploy to your AWS account (samconfig.toml); DEPLOY_ARGS="--parameter-overrides K=V"
 	SAM_CLI_TELEMETRY=0 $(SAM) deploy $(DEPLOY_ARGS)
 
-api-key: $(STAMP)  ## put the CometAPI key (asked for, not echoed) into the deployed stack's secret; STACK=name
-	$(BIN)/python scripts/put_api_key.py $(if $(STACK),--stack $(STACK))
+api-key: $(STAMP)  ## put the API key (asked for, not echoed) into the deployed stack's secret; STACK=name, GATEWAY=1: the gateway's key of a Provider=runway stack
+	$(BIN)/python scripts/put_api_key.py $(if $(STACK),--stack $(STACK)) $(if $(GATEWAY),--gateway)
 
 format: $(STAMP)  ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix functions src tests bench scripts

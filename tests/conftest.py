@@ -29,7 +29,7 @@ from tests.support.policy_guard_plugin import (  # noqa: F401 - every AWS call j
     aws_refusals_fail_the_test,
     policy_guard_in_subprocesses,
 )
-from tests.support.samples import API_KEY
+from tests.support.samples import API_KEY, RUNWAY_API_KEY
 
 
 def _loopback_only(event: str, args: tuple[Any, ...]) -> None:
@@ -88,7 +88,7 @@ def aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def feed() -> Iterator[FeedEmulator]:
-    with FeedEmulator(api_key=API_KEY) as emulator:
+    with FeedEmulator(api_key=API_KEY, runway_api_key=RUNWAY_API_KEY) as emulator:
         yield emulator
 
 
@@ -115,6 +115,12 @@ def provider() -> str:
 
 
 @pytest.fixture
+def gateway_api_key() -> str | None:
+    """What a Provider=runway stack's GatewayApiKeySecret holds (None: no value put); parametrize to change."""
+    return API_KEY
+
+
+@pytest.fixture
 def extra_parameters() -> dict[str, str]:
     """More template parameters for the stack; parametrize it to deploy another configuration."""
     return {}
@@ -125,6 +131,7 @@ def stack(
     feed: FeedEmulator,
     allowed_networks: str,
     provider: str,
+    gateway_api_key: str | None,
     extra_parameters: dict[str, str],
     dynamodb_local: DynamoDBLocal | None,
     monkeypatch: pytest.MonkeyPatch,
@@ -139,7 +146,9 @@ def stack(
     with mock_aws(config=config):
         deployed = deploy(
             boto3.session.Session(),
-            api_key=API_KEY,
+            # ApiKeySecret holds the Provider's key: Runway's with Provider=runway.
+            api_key=RUNWAY_API_KEY if provider == "runway" else API_KEY,
+            gateway_api_key=gateway_api_key,
             parameters={
                 **feed.stack_parameters(provider),
                 "AllowedPrivateNetworks": allowed_networks,

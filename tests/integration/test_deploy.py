@@ -62,7 +62,34 @@ def test_make_api_key_says_in_one_line_what_to_do_when_there_is_no_stack(capsys:
     errors = capsys.readouterr().err.splitlines()
     assert errors == [
         "make api-key: no stack never-deployed in us-east-1: deploy first (make deploy) or pass STACK=...",
-        "make api-key: no key given: paste the CometAPI key when asked (or pipe it in)",
+        "make api-key: no key given: paste the API key when asked (or pipe it in)",
+    ]
+
+
+def test_make_api_key_gateway_puts_the_cometapi_key_into_a_provider_runway_stacks_second_secret(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with mock_aws():
+        secrets = boto3.client("secretsmanager")
+        runway_key = secrets.create_secret(Name="direct-ApiKeySecret", SecretString="runway-key")["ARN"]
+        gateway = secrets.create_secret(Name="direct-GatewayApiKeySecret")["ARN"]
+        template = {
+            "Resources": {"CompletionTopic": {"Type": "AWS::SNS::Topic"}},
+            "Outputs": {"ApiKeySecretArn": {"Value": runway_key}, "GatewayApiKeySecretArn": {"Value": gateway}},
+        }
+        boto3.client("cloudformation").create_stack(StackName="direct", TemplateBody=json.dumps(template))
+        _stack_with_a_key_secret("through-the-gateway")  # Provider=cometapi: no second secret
+
+        assert put_api_key.main(["--gateway", "--stack", "direct"], stdin=io.StringIO("sk-cometapi-9\n")) == 0
+        assert put_api_key.main(["--gateway", "--stack", "through-the-gateway"], stdin=io.StringIO("sk-1\n")) == 1
+
+        assert secrets.get_secret_value(SecretId=gateway)["SecretString"] == "sk-cometapi-9"
+        assert secrets.get_secret_value(SecretId=runway_key)["SecretString"] == "runway-key"  # untouched
+    captured = capsys.readouterr()
+    assert "the gateway's API key is in" in captured.out
+    assert captured.err.splitlines() == [
+        "make api-key: stack through-the-gateway has no GatewayApiKeySecretArn output: only a Provider=runway "
+        "stack has a gateway key secret (its ApiKeySecret is the gateway's key): run make api-key without GATEWAY=1"
     ]
 
 

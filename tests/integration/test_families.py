@@ -20,7 +20,7 @@ from runway_archiver.consumer import receive_events
 from runway_archiver.emulator import Fault, FeedEmulator, media_bytes, media_sha256
 from runway_archiver.register import UnknownProvider, register_tasks
 from tests.support.archive import Archive
-from tests.support.samples import API_KEY
+from tests.support.samples import API_KEY, RUNWAY_API_KEY
 
 Minutes = Callable[[int], str]
 
@@ -261,20 +261,62 @@ def test_an_item_naming_a_provider_nobody_serves_fails_without_a_call(
 
 
 @pytest.mark.parametrize("provider", ["runway"])
-def test_a_stack_on_runways_own_api_fails_another_familys_task_without_a_call(
+def test_one_stack_on_runways_own_api_archives_runway_and_gateway_families_each_with_its_own_key(
+    archive: Archive, feed: FeedEmulator, minutes: Minutes
+) -> None:
+    """Provider=runway: Runway's task through Runway's API with Runway's key (ApiKeySecret); Kling's
+    and Sora's through the gateway with the gateway's key (GatewayApiKeySecret), Sora's content
+    download included. Neither key ever reaches the other API, nor the CDN."""
+    feed.add_task("rw-direct", "running succeeded")
+    feed.add_task("kl-gateway", "running succeeded", family="kling")
+    feed.add_task("video_gateway", "succeeded", family="sora")
+    archive.register("rw-direct")
+    archive.register("kl-gateway", provider="kling")
+    archive.register("video_gateway", provider="sora")
+
+    archive.run(minutes(0))
+    summary = archive.run(minutes(1))
+
+    assert summary["archived"] == 2
+    assert {t: archive.item(t)["status"] for t in ("rw-direct", "kl-gateway", "video_gateway")} == dict.fromkeys(
+        ("rw-direct", "kl-gateway", "video_gateway"), "ARCHIVED"
+    )
+    assert archive.item("rw-direct")["provider_name"] == "runway"
+    asked = {path for _, path in feed.requests}
+    assert {"runway:rw-direct", "kling:kl-gateway", "sora:video_gateway"} <= asked
+    assert not any(path.startswith("elsewhere:") for path in asked)  # nothing asked of the wrong API
+    seen = {(origin, key) for origin, _, key in feed.authorizations if key}
+    assert seen == {("runway", f"Bearer {RUNWAY_API_KEY}"), ("gateway", f"Bearer {API_KEY}")}
+    assert ("gateway", "/v1/videos/video_gateway/content", f"Bearer {API_KEY}") in feed.authorizations
+    for task_id in ("rw-direct", "kl-gateway", "video_gateway"):
+        key_nowhere(archive, task_id)
+        assert RUNWAY_API_KEY not in json.dumps(archive.item(task_id), default=str)
+    assert RUNWAY_API_KEY not in archive.log_stream.getvalue()
+
+
+@pytest.mark.parametrize(("provider", "gateway_api_key"), [("runway", None)])
+def test_a_stack_on_runways_own_api_without_the_gateway_key_fails_another_familys_task_without_a_call(
     archive: Archive, feed: FeedEmulator, minutes: Minutes
 ) -> None:
     feed.add_task("kl-elsewhere", "succeeded", family="kling")
+    feed.add_task("rw-still-served", "succeeded")
     archive.register("kl-elsewhere", provider="kling")
+    archive.register("rw-still-served")
 
     archive.run(minutes(0))
 
     item = archive.item("kl-elsewhere")
     assert (item["status"], item["error"]) == (
         "FAILED",
-        "provider 'kling' is not served by this stack: its Provider is runway",
+        "provider 'kling' is asked through the CometAPI gateway, and this stack's gateway key secret "
+        "(GatewayApiKeySecretArn) holds no key: put it with make api-key GATEWAY=1",
     )
     assert feed.polls("kl-elsewhere") == 0
+    # The gateway was asked nothing: Runway's media (on the emulator's gateway origin) are all it served.
+    assert [
+        path for origin, path, _ in feed.authorizations if origin == "gateway" and not path.startswith("/media/")
+    ] == []
+    assert archive.item("rw-still-served")["status"] == "ARCHIVED"  # Runway's tasks are unaffected
 
 
 def test_a_registration_with_an_unknown_provider_writes_nothing(archive: Archive) -> None:

@@ -8,6 +8,9 @@ from typing import Any
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 API_KEY = "test-key-5f0c"  # the emulator's key; tests assert it never shows in logs
+# Runway's own API's key (the emulator's Runway origin): a Provider=runway stack's ApiKeySecret holds it,
+# its GatewayApiKeySecret API_KEY; each must reach its own API only.
+RUNWAY_API_KEY = "runway-key-9a3e"
 
 
 def load_event(name: str) -> dict[str, Any]:
