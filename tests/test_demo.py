@@ -11,7 +11,7 @@ import sys
 import time
 import urllib.request
 
-from runway_archiver.demo import DEMO_TASKS, FAMILY_TASKS, LOG_FILE
+from runway_archiver.demo import DEMO_TASKS, FAMILY_TASKS, LOG_FILE, RUNWAY_STACK_GATEWAY_TASKS
 from runway_archiver.local_aws import REPO_ROOT
 
 
@@ -35,7 +35,7 @@ def test_the_demo_archives_every_task_and_announces_each_once() -> None:
     assert "demo-quick-cat     ARCHIVED" in report
     assert "demo-moderated     FAILED" in report
     assert "runway.task.failed" in report
-    assert report.count("runway.task.archived  ") == 6 + len(FAMILY_TASKS)  # the events' lines
+    assert report.count("runway.task.archived  ") == 6 + len(FAMILY_TASKS) + len(RUNWAY_STACK_GATEWAY_TASKS)
     # one task of every other model family, archived by the same stack, each under its provider's folder
     for task_id, (_, options) in FAMILY_TASKS.items():
         family = options["family"]
@@ -48,6 +48,9 @@ def test_the_demo_archives_every_task_and_announces_each_once() -> None:
     assert "demo-runway-owl    ARCHIVED  polls=4  answered in runway-task" in report
     assert "runway/demo-runway-owl/video_2.mp4" in report
     assert "provider=runway" in report
+    # the same Provider=runway stack archives a Kling task through the gateway, with the gateway's key
+    assert "demo-kling-wren    ARCHIVED  polls=3" in report
+    assert "runway/kling/demo-kling-wren/video.mp4" in report
     # the task that finished early was archived after the provider's callback, not by polling on
     assert "demo-callback-bird ARCHIVED  polls=2" in report
     assert "poster     absent" in report

@@ -89,6 +89,39 @@ def test_the_api_key_is_never_in_the_template() -> None:
     assert "GenerateSecretString" not in secret  # the operator puts the bare key after deploy
 
 
+@pytest.mark.parametrize("provider", ["cometapi", "runway"])
+def test_a_provider_runway_stack_holds_the_gateways_key_in_a_second_secret_its_functions_alone_read(
+    expanded: dict[str, Any], provider: str
+) -> None:
+    """One stack, every provider: with Provider=runway, ApiKeySecret is Runway's key and
+    GatewayApiKeySecret (made then only, with its output) the gateway's; the poller and the worker
+    may read exactly the secrets the stack made, the callback function neither."""
+    stack = Stack(expanded, {"Provider": provider})
+    resources = stack.resources()
+    direct = provider == "runway"
+    assert ("GatewayApiKeySecret" in resources) is direct
+    assert "SecretString" not in TEMPLATE["Resources"]["GatewayApiKeySecret"]["Properties"]
+    assert TEMPLATE["Outputs"]["GatewayApiKeySecretArn"] == {
+        "Condition": "AsksRunwayDirectly",
+        "Description": TEMPLATE["Outputs"]["GatewayApiKeySecretArn"]["Description"],
+        "Value": {"Ref": "GatewayApiKeySecret"},
+    }
+    api_key = str(stack.ref("ApiKeySecret"))
+    gateway = str(Stack(expanded, {"Provider": "runway"}).ref("GatewayApiKeySecret"))
+    assert api_key != gateway
+    for function, role in (("PollerFunction", "PollerFunctionRole"), ("WorkerFunction", "WorkerFunctionRole")):
+        variables = resources[function]["Properties"]["Environment"]["Variables"]
+        assert variables["API_KEY_SECRET_ARN"] == api_key
+        assert variables["GATEWAY_API_KEY_SECRET_ARN"] == (gateway if direct else "")
+        reader = _principal(stack, role)
+        assert decide(Request(reader, "secretsmanager:GetSecretValue", api_key), []) == "allowed"
+        expected = "allowed" if direct else "implicitly denied"
+        assert decide(Request(reader, "secretsmanager:GetSecretValue", gateway), []) == expected, role
+    intake = _principal(stack, "IntakeFunctionRole")
+    for secret in (api_key, gateway):
+        assert decide(Request(intake, "secretsmanager:GetSecretValue", secret), []) == "implicitly denied"
+
+
 def test_outputs_name_what_operators_need() -> None:
     outputs = TEMPLATE["Outputs"]
     assert outputs["TasksTableName"]["Value"] == {"Ref": "TasksTable"}
@@ -372,7 +405,10 @@ def _granted(expanded: dict[str, Any], role: str) -> dict[str, list[Any]]:
 
 def test_the_poller_touches_only_its_own_resources(expanded: dict[str, Any]) -> None:
     grants = _granted(expanded, "PollerFunctionRole")
-    assert grants["secretsmanager:GetSecretValue"] == [{"Ref": "ApiKeySecret"}]
+    assert grants["secretsmanager:GetSecretValue"] == [
+        {"Ref": "ApiKeySecret"},
+        {"Fn::If": ["AsksRunwayDirectly", {"Ref": "GatewayApiKeySecret"}, {"Ref": "AWS::NoValue"}]},
+    ]
     assert grants["sns:Publish"] == [{"Ref": "CompletionTopic"}]
     assert grants["s3:PutObject"] == [{"Fn::Sub": "${ArchiveBucket.Arn}/${KeyPrefix}/*"}]
     assert grants["dynamodb:UpdateItem"] == [{"Fn::GetAtt": ["TasksTable", "Arn"]}]

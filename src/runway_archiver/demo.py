@@ -7,7 +7,8 @@ envelope, the others in the 2024 page's dialect); the poller is invoked the way 
 invoke it, one scheduled minute at a time, until every task has ended (the worker consumes the work
 queue after each run, as its SQS trigger would; one task finishes early and the emulated provider
 calls back through a local function URL to the callback function). Then a second stack, deployed with
-`Provider=runway`, archives a task through the emulated Runway API. The first stack also archives
+`Provider=runway`, archives a task through the emulated Runway API (Runway's key) and a Kling task
+through the gateway (the gateway's key, its second secret), in one stack. The first stack also archives
 one task of every other model family (Kling, Sora, Veo, Luma, MiniMax, Seedance), each registered
 with its provider and asked on its own path. Then the report: per task its
 outcome, the dialect it was answered in and its S3 objects, the events an SQS queue subscribed
@@ -46,7 +47,8 @@ if TYPE_CHECKING:
 
     from .local_aws import DeployedStack
 
-DEMO_KEY = "demo-key-0123456789"
+DEMO_KEY = "demo-key-0123456789"  # the gateway's (emulated CometAPI's) key
+DEMO_RUNWAY_KEY = "demo-runway-key-9876543210"  # the emulated Runway API's own key
 DEMO_TASKS: dict[str, tuple[str, dict[str, Any]]] = {
     "demo-quick-cat": ("0 1 3", {}),
     "demo-slow-dog": ("0 0 1 1 1 3", {"video_size": 3 * 1024 * 1024}),
@@ -66,8 +68,12 @@ FAMILY_TASKS: dict[str, tuple[str, dict[str, Any]]] = {
     "demo-minimax-crane": ("queued running succeeded", {"family": "minimax"}),
     "cgt-demo-koi": ("queued running succeeded", {"family": "seedance"}),
 }
-# Archived by a second stack whose poller asks Runway's own API (Provider=runway).
+# Archived by a second stack whose poller asks Runway's own API (Provider=runway) with Runway's key...
 RUNWAY_TASKS: dict[str, tuple[str, dict[str, Any]]] = {"demo-runway-owl": ("0 throttled 1 3", {"outputs": 2})}
+# ...and, in the same stack, a task of another family through the gateway with the gateway's key.
+RUNWAY_STACK_GATEWAY_TASKS: dict[str, tuple[str, dict[str, Any]]] = {
+    "demo-kling-wren": ("queued running succeeded", {"family": "kling"})
+}
 RUNWAY_STACK = "runway-archiver-runway-api"
 MAX_RUNS = 15
 LOG_FILE = Path(tempfile.gettempdir()) / "runway-archiver-demo.log"
@@ -77,13 +83,14 @@ def run_demo(*, verbose: bool = True, browse: bool = False) -> int:
     say = print if verbose else (lambda *_a, **_k: None)
     with (
         MotoServer() as moto,
-        FeedEmulator(api_key=DEMO_KEY) as feed,
+        FeedEmulator(api_key=DEMO_KEY, runway_api_key=DEMO_RUNWAY_KEY) as feed,
         patched_environ({**moto.environment(), "POWERTOOLS_TRACE_DISABLED": "true"}),
     ):
         say(f"emulated AWS (moto_server) at {moto.endpoint}; feed emulator at {feed.base_url}")
         if moto.dynamodb:
             say(f"DynamoDB: {moto.dynamodb_engine} at {moto.dynamodb.endpoint}")
-        for task_id, (script, options) in {**DEMO_TASKS, **RUNWAY_TASKS, **FAMILY_TASKS}.items():
+        every_task = {**DEMO_TASKS, **RUNWAY_TASKS, **RUNWAY_STACK_GATEWAY_TASKS, **FAMILY_TASKS}
+        for task_id, (script, options) in every_task.items():
             feed.add_task(task_id, script, **options)
 
         session = boto3.session.Session()
@@ -174,10 +181,22 @@ def _archive_through_runway(
     from runway_archiver_lambda.handlers import poller
     from runway_archiver_lambda.wiring import build_poller
 
-    runway = deploy(session, stack_name=RUNWAY_STACK, api_key=DEMO_KEY, parameters=feed.stack_parameters("runway"))
-    say(f"\ndeployed a second stack {runway.stack_name} with Provider=runway: it polls Runway's own API")
+    runway = deploy(
+        session,
+        stack_name=RUNWAY_STACK,
+        api_key=DEMO_RUNWAY_KEY,  # ApiKeySecret: Runway's key
+        gateway_api_key=DEMO_KEY,  # GatewayApiKeySecret: the gateway's, for every other family
+        parameters=feed.stack_parameters("runway"),
+    )
+    say(
+        f"\ndeployed a second stack {runway.stack_name} with Provider=runway: it polls Runway's own API "
+        "for Runway's tasks, and the gateway (with its own key) for every other family's"
+    )
     queue_url = subscribe_queue(session.client("sqs"), session.client("sns"), runway.topic_arn, "demo-runway-events")
-    register_tasks(session.resource("dynamodb").Table(runway.table_name), RUNWAY_TASKS)
+    table = session.resource("dynamodb").Table(runway.table_name)
+    register_tasks(table, RUNWAY_TASKS)
+    for task_id, (_, options) in RUNWAY_STACK_GATEWAY_TASKS.items():
+        register_tasks(table, [task_id], provider=options["family"])
     output = FunctionOutput()
     with patched_environ({**runway.function_environment, **quiet}), output.capture(poller):
         poller._poller = build_poller(os.environ)  # a new container, configured for the second stack

@@ -190,7 +190,11 @@ def serve_local(port: int, feed_port: int, dynamodb_port: int | None = None) -> 
         session = boto3.session.Session()
         stack = deploy(session, stack_name=LOCAL_STACK, api_key=LOCAL_API_KEY, parameters=feed.stack_parameters())
         runway = deploy(
-            session, stack_name=LOCAL_RUNWAY_STACK, api_key=LOCAL_API_KEY, parameters=feed.stack_parameters("runway")
+            session,
+            stack_name=LOCAL_RUNWAY_STACK,
+            api_key=LOCAL_API_KEY,  # the emulator takes this key on Runway's API as on the gateway
+            gateway_api_key=LOCAL_API_KEY,  # GatewayApiKeySecret: every other family, through the gateway
+            parameters=feed.stack_parameters("runway"),
         )
         cli = cli_command()
         print(f"emulated AWS at {moto.endpoint}, stack {stack.stack_name} deployed; feed emulator at {feed.base_url}")
