@@ -319,6 +319,26 @@ def test_a_stack_on_runways_own_api_without_the_gateway_key_fails_another_family
     assert archive.item("rw-still-served")["status"] == "ARCHIVED"  # Runway's tasks are unaffected
 
 
+@pytest.mark.aws_refusal_expected
+@pytest.mark.parametrize("provider", ["runway"])
+def test_a_gateway_key_secret_that_cannot_be_read_stops_the_run_and_keeps_the_task(
+    archive: Archive, feed: FeedEmulator, minutes: Minutes
+) -> None:
+    """Not "no key yet" but "cannot read": a configuration error, as for ApiKeySecret; nothing fails."""
+    feed.add_task("kl-unreadable", "succeeded", family="kling")
+    archive.register("kl-unreadable", provider="kling")
+    # A secret that is not the stack's own: its role may not read it (AWS: AccessDeniedException).
+    elsewhere = boto3.client("secretsmanager").create_secret(Name="not-the-stacks", SecretString="k")["ARN"]
+
+    summary = archive.run(minutes(0), env={"GATEWAY_API_KEY_SECRET_ARN": elsewhere})
+
+    assert "gateway key secret" in summary["configuration_error"]
+    assert archive.item("kl-unreadable")["status"] == "PENDING"
+    assert feed.polls("kl-unreadable") == 0
+    archive.run(minutes(1))  # the stack's own secret again (it holds the gateway's key)
+    assert archive.item("kl-unreadable")["status"] == "ARCHIVED"
+
+
 def test_a_registration_with_an_unknown_provider_writes_nothing(archive: Archive) -> None:
     with pytest.raises(UnknownProvider) as refused:
         register_tasks(archive.table, ["pk-2", "pk-3"], provider="pika")
