@@ -54,6 +54,8 @@ class Status:
     needs_attention: list[str] = field(default_factory=list)
     # Pending tasks per model family (runway, kling, sora...), among those read for the oldest.
     pending_by_provider: dict[str, int] = field(default_factory=dict)
+    # A Provider=runway stack's GatewayApiKeySecret (the other families' key), as `api_key`; None: no such secret.
+    gateway_key: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -86,6 +88,8 @@ class Status:
             " · ".join(f"{name} {depth}" for name, depth in self.dead_letter_queues.items()) or "no queues found"
         )
         yield f"API key secret   {self.api_key}"
+        if self.gateway_key is not None:
+            yield f"gateway key      {self.gateway_key}"
         firing = ", ".join(self.alarms_in_alarm)
         yield f"alarms           {firing} in ALARM" if firing else "alarms           none in ALARM"
         if self.dashboard_url:
@@ -120,6 +124,10 @@ def archive_status(archive: Archive, session: boto3.session.Session, now: dateti
     stack_resources = _stack_resources(session, resources.stack_name)
     queues = _dead_letter_depths(session, stack_resources)
     api_key = _api_key_state(session, key_secret)
+    gateway_secret = poller.environment.get("GATEWAY_API_KEY_SECRET_ARN") or resources.outputs.get(
+        "GatewayApiKeySecretArn"
+    )
+    gateway_key = _api_key_state(session, gateway_secret) if gateway_secret else None
     alarms = _alarms_in_alarm(session, stack_resources)
 
     attention = []
@@ -142,6 +150,11 @@ def archive_status(archive: Archive, session: boto3.session.Session, now: dateti
             f"(aws secretsmanager put-secret-value --secret-id {key_secret} "
             "--secret-string YOUR_COMETAPI_KEY)"
         )
+    if gateway_key is not None and (gateway_key == "empty" or gateway_key.startswith("missing")):
+        attention.append(
+            "the gateway key secret holds no key: every task but Runway's ends FAILED until you put the "
+            "CometAPI key (make api-key GATEWAY=1)"
+        )
     if last_run and last_run["summary"].get("configuration_error"):
         attention.append(f"the last run stopped on a configuration error: {last_run['summary']['configuration_error']}")
     attention.extend(f"alarm {name} is in ALARM: its description says what it means" for name in alarms)
@@ -158,6 +171,7 @@ def archive_status(archive: Archive, session: boto3.session.Session, now: dateti
         last_run_source=f"log group {log_group}",
         dead_letter_queues=queues,
         api_key=api_key,
+        gateway_key=gateway_key,
         alarms_in_alarm=alarms,
         dashboard_url=resources.outputs.get("DashboardUrl"),
         needs_attention=attention,

@@ -28,6 +28,7 @@ pytestmark = pytest.mark.slow
 STACK = "status-under-test"
 FRESH = "fresh-deploy"  # deployed without a key, as `sam deploy` leaves the secret
 FANNED = "fanned-out"  # FanOutThreshold 0: every due task goes to the workers
+DIRECT = "runway-direct"  # Provider=runway, Runway's key put, the gateway's not yet
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +37,7 @@ def cli() -> Iterator[Cli]:
         session = boto3.session.Session()
         stack = deploy(session, stack_name=STACK, api_key=API_KEY, parameters=feed.stack_parameters())
         deploy(session, stack_name=FRESH, api_key=None, parameters=feed.stack_parameters())
+        deploy(session, stack_name=DIRECT, api_key=API_KEY, parameters=feed.stack_parameters("runway"))
         deploy(
             session, stack_name=FANNED, api_key=API_KEY, parameters={**feed.stack_parameters(), "FanOutThreshold": "0"}
         )
@@ -158,6 +160,21 @@ def test_status_of_a_fresh_deploy_without_a_key_says_to_put_it_and_exits_1(cli: 
     assert attention.startswith("  - the API key secret holds no value: nothing is archived until you put the key")
     assert "aws secretsmanager put-secret-value --secret-id arn:aws:secretsmanager:" in attention
     assert API_KEY not in done.stdout + done.stderr
+
+
+def test_status_of_a_provider_runway_stack_without_the_gateway_key_says_to_put_it_and_exits_1(cli: Cli) -> None:
+    done = cli("status", "--stack", DIRECT)
+    print(done.stdout)
+    assert done.returncode == 1
+    lines = done.stdout.splitlines()
+    assert "API key secret   holds a value" in lines
+    assert "gateway key      empty" in lines
+    [attention] = [line for line in lines if line.startswith("  - ")]
+    assert attention == (
+        "  - the gateway key secret holds no key: every task but Runway's ends FAILED until you put the "
+        "CometAPI key (make api-key GATEWAY=1)"
+    )
+    assert "gateway key" not in cli("status", "--stack", STACK).stdout  # a cometapi stack has one secret
 
 
 # -- run ------------------------------------------------------------------------------------------
