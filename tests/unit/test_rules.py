@@ -163,3 +163,10 @@ def test_the_provider_is_chosen_by_configuration_and_a_wrong_one_is_named() -> N
     assert (runway.provider, runway.feed_base_url) == (Provider.RUNWAY, "http://127.0.0.1:9")
     with pytest.raises(ConfigError, match="PROVIDER='openai' is not one of cometapi, runway"):
         Settings.from_environ({**REQUIRED, "PROVIDER": "openai"})
+
+
+def test_the_gateway_key_secret_is_read_when_the_template_sets_it_and_absent_otherwise() -> None:
+    # The template sets GATEWAY_API_KEY_SECRET_ARN to "" on a cometapi stack: ApiKeySecret serves every family.
+    assert Settings.from_environ({**REQUIRED, "GATEWAY_API_KEY_SECRET_ARN": ""}).gateway_key_secret_id is None
+    direct = Settings.from_environ({**REQUIRED, "PROVIDER": "runway", "GATEWAY_API_KEY_SECRET_ARN": " arn:gw "})
+    assert (direct.api_key_secret_id, direct.gateway_key_secret_id) == (REQUIRED["API_KEY_SECRET_ARN"], "arn:gw")
