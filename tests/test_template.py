@@ -542,8 +542,7 @@ def _emitted_metric_names() -> set[str]:
     """Every metric name the functions' code emits (EMF through Powertools' add_metric)."""
     import re
 
-    from runway_archiver_lambda.observability import summary_metrics
-    from runway_archiver_lambda.run import RunSummary
+    from runway_archiver_lambda.summary import RunSummary, summary_metrics
 
     sources = "\n".join(p.read_text() for p in (REPO_ROOT / "functions/runway_archiver_lambda").rglob("*.py"))
     literal = set(re.findall(r'add_metric\(\s*name="(\w+)"', sources))
