@@ -54,7 +54,7 @@ def test_the_demo_archives_every_task_and_announces_each_once() -> None:
     # the task that finished early was archived after the provider's callback, not by polling on
     assert "demo-callback-bird ARCHIVED  polls=2" in report
     assert "poster     absent" in report
-    # the archive on its own (issue 15): a manifest beside the files, and verify over every archived task
+    # the archive on its own: a manifest beside the files, and verify over every archived task
     assert "The manifest beside demo-quick-cat's files: s3://" in report
     assert '"event_type": "runway.task.archived"' in report
     assert re.search(r"verify: \d+ check\(s\), 0 missing or mismatched", report)

@@ -187,3 +187,37 @@ def test_the_code_map_names_every_module_of_both_packages(package: str) -> None:
         str(path.relative_to(REPO_ROOT)) for path in (REPO_ROOT / package).rglob("*.py") if path.name != "__init__.py"
     }
     assert modules - set(_code_map()) == set()
+
+
+# A number of the project's own tracker means nothing to a reader of the docs or the code: each
+# says what is true now and why. The same search as `grep -rniE "issue [0-9]"` over these paths.
+HISTORY_REFERENCE = re.compile(r"\bissues? #?[0-9]", re.IGNORECASE)
+WRITTEN = [REPO_ROOT / "README.md", REPO_ROOT / "docs", REPO_ROOT / "src", REPO_ROOT / "functions", REPO_ROOT / "tests"]
+
+
+def _written_files() -> list[Path]:
+    found: list[Path] = []
+    for place in WRITTEN:
+        files = [place] if place.is_file() else sorted(place.rglob("*"))
+        found += [path for path in files if path.is_file() and "__pycache__" not in path.parts]
+    return found
+
+
+def test_no_docs_comments_or_tests_refer_to_tracker_issues() -> None:
+    references = []
+    for path in _written_files():
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:  # a binary file (an image, a video sample): no prose
+            continue
+        for number, line in enumerate(text.splitlines(), 1):
+            if HISTORY_REFERENCE.search(line):
+                references.append(f"{path.relative_to(REPO_ROOT)}:{number}: {line.strip()[:100]}")
+    assert references == [], "say what is true now and why, not which issue did it:\n" + "\n".join(references)
+
+
+def test_the_tracker_search_finds_what_it_should() -> None:
+    number = 15  # the examples are built, or this file would match itself
+    assert HISTORY_REFERENCE.search(f"(added by Issue {number}; older items lack it)")
+    assert HISTORY_REFERENCE.search(f"see issues #{number} and {number + 1}")
+    assert not HISTORY_REFERENCE.search("the issue it raises is logged; 15 retries")

@@ -1,4 +1,4 @@
-"""template.yaml holds its promises: the issue-2 contract and the production hardening.
+"""template.yaml holds its promises: the archiver's contract (docs/contract.md) and the production hardening.
 
 Some of these properties cannot be checked by deploying into moto (it skips bucket and topic
 policies, alarms, event-invoke configs and Scheduler schedules): they are asserted here, on the
@@ -55,7 +55,7 @@ def expanded() -> dict[str, Any]:
         return transform(load_template(), {}, "s3://artifacts/code.zip", boto3.session.Session())
 
 
-# -- the contract of the archiver issue ---------------------------------------------------------
+# -- the archiver's contract ----------------------------------------------------------------------
 
 
 def test_the_contract_resources_and_parameters_are_declared() -> None:
@@ -578,8 +578,7 @@ def _emitted_metric_names() -> set[str]:
     """Every metric name the functions' code emits (EMF through Powertools' add_metric)."""
     import re
 
-    from runway_archiver_lambda.observability import summary_metrics
-    from runway_archiver_lambda.run import RunSummary
+    from runway_archiver_lambda.summary import RunSummary, summary_metrics
 
     sources = "\n".join(p.read_text() for p in (REPO_ROOT / "functions/runway_archiver_lambda").rglob("*.py"))
     literal = set(re.findall(r'add_metric\(\s*name="(\w+)"', sources))
@@ -651,7 +650,7 @@ def test_every_dashboard_widget_names_a_metric_the_code_emits_or_one_of_the_stac
             logical_id = reference.split(".")[0]
             expected_type = "AWS::Serverless::Function" if namespace == "AWS/Lambda" else "AWS::SQS::Queue"
             assert RESOURCES[logical_id]["Type"] == expected_type, f"{title!r}: {reference} is not in the stack"
-    # What the issue asks the dashboard to show.
+    # What an operator needs on the dashboard: outcomes, bytes, errors, configuration errors, the stuck-task age.
     assert {"TasksArchived", "TasksFailed", "TasksExpired", "BytesArchived", "PollErrors", "ArchiveErrors"} <= seen
     assert {"PublishErrors", "ConfigurationErrors", "OldestPendingTaskAgeSeconds", "Duration", "Callbacks"} <= seen
     assert "ApproximateNumberOfMessagesVisible" in seen
@@ -669,11 +668,11 @@ def test_the_dashboard_draws_the_thresholds_the_stack_uses() -> None:
     assert {row[3].strip("<>").split(".")[0] for row in queues["metrics"]} == dead_letter_queues
 
 
-# -- a first deploy and a first day on a real account (issue 12) --------------------------------
+# -- a first deploy and a first day on a real account ---------------------------------------------
 # moto creates no schedule, evaluates no resource policy and knows no quota: these are checked on
 # the transformed template, instantiated for given parameters by tests/aws_model.py.
 
-README = (REPO_ROOT / "docs/configuration-and-deployment.md").read_text()  # the page deployment moved to
+README = (REPO_ROOT / "docs/configuration-and-deployment.md").read_text()  # the page that owns deployment
 
 
 def _reserved(stack: Stack) -> dict[str, int]:

@@ -16,7 +16,7 @@ EVENT_TYPES = {
     "ARCHIVED": "runway.task.archived",
     "FAILED": "runway.task.failed",
     "EXPIRED": "runway.task.expired",
-    # Additive (issue 15): the task's files and record were erased (`runway-archiver forget`).
+    # Additive: the task's files and record were erased (`runway-archiver forget`).
     "FORGOTTEN": "runway.task.forgotten",
 }
 # Event ids are derived, not random: the same task and outcome always give the same id,
@@ -73,10 +73,10 @@ def build_event(
             "prompt_en": prompt_en,
             "error": error,
             "provider": provider,
-            # Additive (issue 11): whose API answered, and in which shape.
+            # Additive (older events lack it): whose API answered, and in which shape.
             "provider_name": provider_name,
             "dialect": dialect,
-            # Additive (issue 15): the manifest beside the media (null unless ARCHIVED).
+            # Additive (older events lack it): the manifest beside the media (null unless ARCHIVED).
             "manifest": manifest,
             # Additive: the model family whose task this is (runway, kling, sora...).
             "model_family": model_family,

@@ -38,7 +38,8 @@ if TYPE_CHECKING:
 
     from .config import Settings
     from .media import StoredAsset
-    from .run import Poller, RunSummary
+    from .poller import Poller
+    from .summary import RunSummary
 
 
 # A task id becomes part of S3 keys: one safe path segment, nothing else.

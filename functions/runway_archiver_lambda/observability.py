@@ -11,15 +11,14 @@ imports and configures the X-Ray SDK (about as long as importing boto3), which d
 time every cold start and every tool that imports a handler would pay. Done on the first call it
 is paid once per container, only when tracing is on (POWERTOOLS_TRACE_DISABLED unset).
 
-The metrics a run emits are declared on the `RunSummary` counters they report (`metric_field`),
-so a counter and its metric name cannot drift apart.
+The metrics a run emits are declared on the counters of its summary (`summary.py`), which emits
+them through `metrics()`.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-from dataclasses import field, fields
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -28,14 +27,10 @@ from aws_lambda_powertools.metrics import MetricUnit
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from .run import RunSummary
-
 Handler = TypeVar("Handler", bound="Callable[[Any, Any], Any]")
 
 SERVICE_NAME = os.environ.get("POWERTOOLS_SERVICE_NAME", "").strip() or "runway-archiver"
 logger = Logger(service=SERVICE_NAME)
-
-_METRIC = "metric"  # the key of a RunSummary field's metadata that names its metric
 
 
 def tracing_disabled() -> bool:
@@ -89,27 +84,6 @@ def _on_first_call(handler: Handler, wrap: Callable[[], Callable[[Any, Any], Any
 
 
 # -- the metrics -----------------------------------------------------------------------------------
-def metric_field(metric: str, unit: MetricUnit = MetricUnit.Count) -> Any:
-    """A `RunSummary` counter (0 to start with) that is emitted as `metric`."""
-    return field(default=0, metadata={_METRIC: (metric, unit)})
-
-
-def summary_metrics(summary_type: type[RunSummary]) -> dict[str, tuple[str, MetricUnit]]:
-    """Field name -> (metric name, unit) of every counter of a run summary that is a metric."""
-    return {f.name: f.metadata[_METRIC] for f in fields(summary_type) if _METRIC in f.metadata}
-
-
-def emit_run_metrics(summary: RunSummary) -> None:
-    """The run summary as EMF metrics (flushed when the handler returns)."""
-    emitted = metrics()
-    for name, (metric, unit) in summary_metrics(type(summary)).items():
-        emitted.add_metric(name=metric, unit=unit, value=getattr(summary, name))
-    # A configuration error (401, unreadable key secret, redirect) leaves the run "successful":
-    # this is what ConfigurationErrorsAlarm watches (and the dashboard shows), so it does not wait for
-    # the stuck-tasks alarm.
-    emitted.add_metric(name="ConfigurationErrors", unit=MetricUnit.Count, value=1 if summary.configuration_error else 0)
-
-
 def emit_callback_metric(outcome: str) -> None:
     """One callback answered, by its outcome (accepted, unknown, unauthorized...)."""
     emitted = metrics()

@@ -1,37 +1,31 @@
 """One run of the archiver: announce leftovers, discover due tasks, keep some and hand out the rest, in time.
 
-`Poller` holds what every run shares (settings, clients, the copy slots); `Run` is one invocation:
-its clock, its summary, discovery, hand-out to the work queue and the time budget. What happens to
-each task it keeps (claim, poll, archive, record, announce) is `lifecycle.TaskLifecycle`.
+`Run` is one invocation: its clock, its summary (`summary.RunSummary`), discovery, hand-out to the
+work queue and the time budget, over what every run shares (`poller.Poller`: settings, clients, the
+copy slots). `scheduled_run` is the scheduled function's whole run; the worker feeds a `Run` with
+work requests (`Run.process_request`). What happens to each task it keeps (claim, poll, archive,
+record, announce) is `lifecycle.TaskLifecycle`.
 """
 
 from __future__ import annotations
 
-import threading
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .clock import iso_utc
 from .lifecycle import TaskLifecycle
-from .observability import logger, metric_field
+from .observability import logger
+from .summary import RunSummary
 from .workqueue import SQS_BATCH_LIMIT, WorkRequest
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from .config import Settings
-    from .events import EventPublisher
-    from .feed import FeedClient
-    from .media import MediaArchiver
-    from .tasks import TaskStore
-    from .workqueue import WorkQueue
+    from .poller import Poller
 
 
 # How far a run's clock (the event's time) may be from the wall clock. A scheduled tick starts at most
@@ -41,85 +35,12 @@ if TYPE_CHECKING:
 EVENT_TIME_TOLERANCE_SECONDS = 300
 
 
-@dataclass
-class RunSummary:
-    """What one run did; the handler returns it. A counter declared with `metric_field` is also
-    emitted as that metric (`observability.emit_run_metrics`), under that name only."""
-
-    run_id: str
-    now: str
-    due: int = 0
-    discovery_items_read: int = metric_field("DiscoveryItemsRead")
-    claimed: int = 0
-    claim_conflicts: int = metric_field("ClaimConflicts")
-    polled: int = metric_field("TasksPolled")
-    poll_errors: int = metric_field("PollErrors")
-    still_pending: int = metric_field("TasksStillPending")
-    archived: int = metric_field("TasksArchived")
-    failed: int = metric_field("TasksFailed")
-    expired: int = metric_field("TasksExpired")
-    archive_errors: int = metric_field("ArchiveErrors")
-    bytes_archived: int = metric_field("BytesArchived", MetricUnit.Bytes)
-    announced: int = metric_field("EventsPublished")
-    publish_errors: int = metric_field("PublishErrors")
-    task_errors: int = metric_field("TaskErrors")
-    left_for_next_run: int = metric_field("TasksLeftForNextRun")
-    dispatched: int = metric_field("TasksDispatched")  # handed to the work queue
-    # Since first seen, over the tasks this run claimed. Every pending task is claimed at least every
-    # MAX_POLL_INTERVAL_SECONDS, so the maximum of this over that window is the age of the oldest
-    # pending task: the "tasks stuck" signal.
-    oldest_claimed_age_seconds: int = metric_field("OldestPendingTaskAgeSeconds", MetricUnit.Seconds)
-    configuration_error: str | None = None
-    ignored_event_time: str | None = None  # the event's time, when it was too far from the wall clock to use
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
-
-    def add(self, **counts: int) -> None:
-        with self._lock:
-            for name, value in counts.items():
-                setattr(self, name, getattr(self, name) + value)
-
-    def saw_age(self, seconds: int) -> None:
-        with self._lock:
-            self.oldest_claimed_age_seconds = max(self.oldest_claimed_age_seconds, seconds)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
-
-
-class Poller:
-    """Runs the archive cycle over every due task, in a bounded pool of threads."""
-
-    def __init__(
-        self,
-        settings: Settings,
-        store: TaskStore,
-        feed: FeedClient,
-        media: MediaArchiver,
-        publisher: EventPublisher,
-        *,
-        work_queue: WorkQueue | None = None,
-        wall_clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.settings = settings
-        self.work_queue = work_queue
-        self.store = store
-        self.feed = feed
-        self.media = media
-        self.publisher = publisher
-        self.wall_clock = wall_clock
-        # Copies hold memory (multipart buffers); polls hardly any. Bound copies separately.
-        self.copy_slots = threading.BoundedSemaphore(settings.archive_concurrency)
-
-    def run(self, now: datetime, remaining_seconds: Callable[[], float]) -> RunSummary:
-        """The scheduled run: announce leftovers, then work on (or hand out) every due task."""
-        run = Run(self, now, remaining_seconds)
-        run.announce_leftovers()
-        run.poll_due_tasks()
-        return run.summary
-
-    def start(self, now: datetime | None, remaining_seconds: Callable[[], float]) -> Run:
-        """A run that a worker feeds with work requests (`Run.process_request`); `None`: the wall clock."""
-        return Run(self, now, remaining_seconds)
+def scheduled_run(poller: Poller, now: datetime, remaining_seconds: Callable[[], float]) -> RunSummary:
+    """The scheduled run: announce leftovers, then work on (or hand out) every due task."""
+    run = Run(poller, now, remaining_seconds)
+    run.announce_leftovers()
+    run.poll_due_tasks()
+    return run.summary
 
 
 class Run:

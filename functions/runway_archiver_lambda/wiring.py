@@ -17,7 +17,7 @@ from .config import CallbackSettings, Settings
 from .events import EventPublisher
 from .feed import FeedClient
 from .media import MediaArchiver
-from .run import Poller
+from .poller import Poller
 from .tasks import TaskStore
 from .workqueue import WorkQueue
 

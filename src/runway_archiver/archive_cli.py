@@ -1,4 +1,4 @@
-"""The CLI's archive verbs: `verify`, `export` and `forget` (issue 15); the work is in archive_ops."""
+"""The CLI's archive verbs: `verify`, `export` and `forget`; the work is in archive_ops."""
 
 from __future__ import annotations
 
@@ -17,12 +17,13 @@ from .archive_ops import (
     verify_task,
     write_export,
 )
+from .cli_support import PROG, fail, open_archive
 
 if TYPE_CHECKING:
     import argparse
     from collections.abc import Callable, Iterator
 
-    from .cli import Output
+    from .cli_support import Output
 
 
 def add_archive_commands(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -49,11 +50,9 @@ def add_archive_commands(commands: Any, common: argparse.ArgumentParser) -> None
 
 
 def _verify(args: argparse.Namespace, out: Output) -> int:
-    from .cli import _archive, _fail
-
     if bool(args.task_ids) == bool(args.all):
-        return _fail("name the tasks to verify (TASK_ID ...) or pass --all, not both", 2)
-    archive, _ = _archive(args)
+        return fail("name the tasks to verify (TASK_ID ...) or pass --all, not both", 2)
+    archive, _ = open_archive(args)
     task_ids: Any = archived_task_ids(archive) if args.all else args.task_ids
     total = None if args.all else len(task_ids)
     show = not args.no_progress and sys.stderr.isatty()
@@ -93,9 +92,7 @@ def _draw(done: int, total: int | None) -> None:
 
 
 def _export(args: argparse.Namespace, out: Output) -> int:
-    from .cli import _archive
-
-    archive, _ = _archive(args)
+    archive, _ = open_archive(args)
     rows = export_rows(archive, args.status)
     if not args.output:
         write_export(rows, sys.stdout, args.format)
@@ -107,9 +104,7 @@ def _export(args: argparse.Namespace, out: Output) -> int:
 
 
 def _forget(args: argparse.Namespace, out: Output) -> int:
-    from .cli import _archive, _fail
-
-    archive, _ = _archive(args)
+    archive, _ = open_archive(args)
     done: dict[str, dict[str, Any]] = {}
     refused: dict[str, str] = {}
     for task_id in args.task_ids:
@@ -117,7 +112,7 @@ def _forget(args: argparse.Namespace, out: Output) -> int:
             done[task_id] = forget(archive, task_id, allow_again=args.allow_again).as_dict()
         except OperatorError as exc:
             refused[task_id] = str(exc)
-            _fail(str(exc))
+            fail(str(exc))
 
     def text() -> Iterator[str]:
         for task_id, result in done.items():
@@ -129,8 +124,6 @@ def _forget(args: argparse.Namespace, out: Output) -> int:
 
 def _what_next(result: dict[str, Any]) -> str:
     """What happens to the task's event and its tombstone after `forget`, truthfully."""
-    from .cli import PROG
-
     tombstone = result["tombstone"]
     if tombstone == DELETED:
         return f"its event {result['event_id']} was published; the tombstone is deleted: the id may be registered again"

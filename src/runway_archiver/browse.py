@@ -43,6 +43,7 @@ from runway_archiver_lambda.feed.family import DEFAULT_FAMILY
 from runway_archiver_lambda.tasks import ARCHIVED, EXPIRED, FAILED
 
 from .archive import Archive, OperatorError, StackResources
+from .cli_support import explain, link_seconds, open_archive
 
 if TYPE_CHECKING:
     import argparse
@@ -50,7 +51,7 @@ if TYPE_CHECKING:
 
     import boto3
 
-    from .cli import Output
+    from .cli_support import Output
 
 RECENT_INDEX = "recent-index"  # template.yaml: status (HASH), completed_at (RANGE), keys only
 BROWSABLE = (ARCHIVED, FAILED, EXPIRED)  # the statuses that carry completed_at
@@ -707,10 +708,8 @@ class BrowseServer:
         except BrowseError as exc:
             return self._page(exc.status, render_error(exc.status, str(exc)))
         except (ClientError, BotoCoreError) as exc:
-            from .cli import _explain
-
-            self.log(f"runway-archiver browse: {_explain(exc)}")
-            return self._page(502, render_error(502, f"AWS answered: {_explain(exc)}"))
+            self.log(f"runway-archiver browse: {explain(exc)}")
+            return self._page(502, render_error(502, f"AWS answered: {explain(exc)}"))
 
     @staticmethod
     def _page(status: int, markup: str) -> tuple[int, str, bytes, dict[str, str]]:
@@ -748,8 +747,6 @@ def _handler_for(server: BrowseServer) -> type[BaseHTTPRequestHandler]:
 
 # -- the command --------------------------------------------------------------------------------
 def add_browse_command(commands: Any, common: argparse.ArgumentParser) -> None:
-    from .cli import _link_seconds
-
     browse = commands.add_parser(
         "browse",
         parents=[common],
@@ -760,16 +757,14 @@ def add_browse_command(commands: Any, common: argparse.ArgumentParser) -> None:
     browse.add_argument("--no-open", action="store_true", help="print the page's address, do not open a browser")
     browse.add_argument(
         "--link-seconds",
-        type=_link_seconds,
+        type=link_seconds,
         default=LINK_SECONDS,
         help=f"how long the page's presigned media links work (default {LINK_SECONDS}; reload for fresh ones)",
     )
 
 
 def browse_command(args: argparse.Namespace, out: Output) -> int:
-    from .cli import _archive
-
-    archive, session = _archive(args)
+    archive, session = open_archive(args)
     browser = Browser.for_stack(session, archive.resources, args.link_seconds)
     return serve(browser, port=args.port, open_browser=not args.no_open, out=out)
 

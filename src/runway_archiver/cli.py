@@ -8,7 +8,6 @@ embedded one (`runway-archiver local`, then AWS_ENDPOINT_URL and AWS_ENDPOINT_UR
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import threading
@@ -16,64 +15,22 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from runway_archiver_lambda.clock import iso_utc
 from runway_archiver_lambda.feed import DEFAULT_FAMILY, known_families
 
-from .archive import (
-    EPOCH_ATTRIBUTES,
-    MAX_LINK_SECONDS,
-    STATUSES,
-    Archive,
-    OperatorError,
-    StackResources,
-    default_stack_name,
-    summary_line,
-)
+from .archive import EPOCH_ATTRIBUTES, STATUSES, OperatorError, summary_line
 from .archive_cli import ARCHIVE_COMMANDS, add_archive_commands
 from .browse import add_browse_command, browse_command
+from .cli_support import PROG, STACK_VARIABLE, Output, explain, fail, link_seconds, open_archive, positive
 from .register import UnknownProvider, checked_provider, invalid_task_ids, register_tasks
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
 
-    import boto3
 
 TABLE_VARIABLE = "RUNWAY_ARCHIVER_TABLE"
-STACK_VARIABLE = "RUNWAY_ARCHIVER_STACK"
-PROG = "runway-archiver"
-
-
-class Output:
-    """Where results go: readable text, or one JSON document per command (--json)."""
-
-    def __init__(self, as_json: bool) -> None:
-        self.as_json = as_json
-
-    def emit(self, data: Any, text: Callable[[], Iterator[str]]) -> None:
-        if self.as_json:
-            print(json.dumps(data, indent=2, sort_keys=True, default=str))
-        else:
-            for line in text():
-                print(line)
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
-    return value
-
-
-def _link_seconds(text: str) -> int:
-    value = _positive(text)
-    if value > MAX_LINK_SECONDS:
-        raise argparse.ArgumentTypeError(f"{value} is over {MAX_LINK_SECONDS} (7 days, the most SigV4 allows)")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,13 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="tasks as a table: with --status a Query on the status index; without, a Scan of the whole table",
     )
     listing.add_argument("--status", choices=STATUSES, type=str.upper, help="only tasks with this status")
-    listing.add_argument("--limit", type=_positive, help="at most this many tasks")
+    listing.add_argument("--limit", type=positive, help="at most this many tasks")
 
     show = commands.add_parser("show", parents=[common], help="a task's item, its S3 objects, a link to the video")
     show.add_argument("task_id", metavar="TASK_ID")
     show.add_argument(
         "--link-seconds",
-        type=_link_seconds,
+        type=link_seconds,
         default=3600,
         help="how long the video link works (default 3600, at most 604800; temporary credentials end it sooner)",
     )
@@ -165,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _dispatch(args)
     except KeyboardInterrupt:
-        return _fail(INTERRUPTED.get(args.command, "interrupted"), 130)
+        return fail(INTERRUPTED.get(args.command, "interrupted"), 130)
     except BrokenPipeError:
         # The reader left (`list | head -1`): what it read is what it wanted; nothing more to say.
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -193,50 +150,13 @@ def _dispatch(args: argparse.Namespace) -> int:
 
             return serve_local(args.port, args.feed_port, args.dynamodb_port)
     except EmbeddedAwsError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     try:
         code = COMMANDS[args.command](args, Output(args.json))
         sys.stdout.flush()  # a closed pipe is found here, inside the handler above
         return code
     except (OperatorError, ClientError, BotoCoreError) as exc:
-        return _fail(_explain(exc))
-
-
-def _explain(exc: Exception) -> str:
-    """One line a user can act on."""
-    if isinstance(exc, NoCredentialsError):
-        return "no AWS credentials: configure a profile (--profile) or the AWS_* variables"
-    if isinstance(exc, NoRegionError):
-        return "no AWS region: pass --region or set AWS_DEFAULT_REGION"
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        return f"{exc.operation_name}: {error.get('Code')}: {error.get('Message')}"
-    return str(exc)
-
-
-def _fail(message: str, code: int = 1) -> int:
-    print(f"{PROG}: {message}", file=sys.stderr)
-    return code
-
-
-def _session(args: argparse.Namespace) -> boto3.session.Session:
-    import boto3
-
-    return boto3.session.Session(profile_name=args.profile, region_name=args.region)
-
-
-def _archive(args: argparse.Namespace, *, table: str | None = None) -> tuple[Archive, boto3.session.Session]:
-    session = _session(args)
-    if table:
-        return Archive(session, table), session
-    stack = args.stack or os.environ.get(STACK_VARIABLE) or default_stack_name()
-    try:
-        resources = StackResources.find(session, stack)
-    except OperatorError as exc:
-        if args.command == "track":  # only `track` can do without the stack
-            raise OperatorError(f"{exc}, or name the table with --table") from None
-        raise
-    return Archive(session, resources.table_name, resources), session
+        return fail(explain(exc))
 
 
 # -- commands ----------------------------------------------------------------------------------
@@ -248,26 +168,26 @@ def _track(args: argparse.Namespace, out: Output) -> int:
             print("reading ids from stdin, one per line, Ctrl-D to end", file=sys.stderr, flush=True)
         task_ids = [line.strip() for line in sys.stdin if line.strip()]
     if not task_ids:
-        return _fail("no task ids given (as arguments or one per line on stdin)", 2)
+        return fail("no task ids given (as arguments or one per line on stdin)", 2)
     try:
         provider = checked_provider(args.provider)
     except UnknownProvider as exc:
-        return _fail(f"nothing registered: {exc}", 2)
+        return fail(f"nothing registered: {exc}", 2)
     # Every id is checked before anything is written: a bad one registers none.
     refused = invalid_task_ids(task_ids)
     if refused:
         shown = ", ".join(repr(task_id) for task_id in refused[:5]) + (", ..." if len(refused) > 5 else "")
-        return _fail(
+        return fail(
             f"nothing registered: {len(refused)} id(s) the archiver would refuse ({shown}); an id starts with a "
             "letter or digit, then up to 199 letters, digits or _ . : -",
             2,
         )
-    archive, session = _archive(args, table=args.table)
+    archive, session = open_archive(args, table=args.table)
     try:
         result = register_tasks(archive.table, task_ids, provider)
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
-            return _fail(f"no table {archive.table.name} in {session.region_name}: check --table or ${TABLE_VARIABLE}")
+            return fail(f"no table {archive.table.name} in {session.region_name}: check --table or ${TABLE_VARIABLE}")
         raise
 
     def text() -> Iterator[str]:
@@ -281,7 +201,7 @@ def _track(args: argparse.Namespace, out: Output) -> int:
 
 
 def _list(args: argparse.Namespace, out: Output) -> int:
-    archive, _ = _archive(args)
+    archive, _ = open_archive(args)
     rows = archive.tasks(args.status, args.limit)
 
     def text() -> Iterator[str]:
@@ -315,7 +235,7 @@ def _detail(row: dict[str, Any]) -> str:
 
 
 def _show(args: argparse.Namespace, out: Output) -> int:
-    archive, _ = _archive(args)
+    archive, _ = open_archive(args)
     details = archive.show(args.task_id, args.link_seconds)
 
     def text() -> Iterator[str]:
@@ -362,19 +282,19 @@ def _each(task_ids: list[str], action: Callable[[str], Any]) -> tuple[dict[str, 
             done[task_id] = action(task_id)
         except OperatorError as exc:
             refused[task_id] = str(exc)
-            _fail(str(exc))
+            fail(str(exc))
     return done, refused
 
 
 def _retry(args: argparse.Namespace, out: Output) -> int:
-    archive, _ = _archive(args)
+    archive, _ = open_archive(args)
     done, refused = _each(args.task_ids, archive.retry)
     out.emit({"pending_again": list(done), "refused": refused}, lambda: (f"{t} is PENDING again" for t in done))
     return 1 if refused else 0
 
 
 def _replay(args: argparse.Namespace, out: Output) -> int:
-    archive, _ = _archive(args)
+    archive, _ = open_archive(args)
     done, refused = _each(args.task_ids, archive.replay)
     out.emit(
         {"queued": list(done), "refused": refused},
@@ -386,7 +306,7 @@ def _replay(args: argparse.Namespace, out: Output) -> int:
 
 
 def _run(args: argparse.Namespace, out: Output) -> int:
-    archive, session = _archive(args)
+    archive, session = open_archive(args)
     scheduled_time = iso_utc(datetime.now(UTC))
     emulated = bool(os.environ.get("AWS_ENDPOINT_URL"))
     poller = archive.function_configuration(archive.resources.poller_function)
@@ -417,7 +337,7 @@ def _run(args: argparse.Namespace, out: Output) -> int:
 
     out.emit(summary, text)
     if summary.get("configuration_error"):
-        return _fail(
+        return fail(
             f"the run stopped on a configuration error: {summary['configuration_error']} "
             f"(fix it, then `{PROG} run` again; `{PROG} status` checks the key secret)"
         )
@@ -440,7 +360,7 @@ def _next_due_line(next_due: int | None) -> str:
 def _status(args: argparse.Namespace, out: Output) -> int:
     from .status import archive_status
 
-    archive, session = _archive(args)
+    archive, session = open_archive(args)
     now = datetime.now(UTC)
     found = archive_status(archive, session, now)
     out.emit(found.as_dict(), lambda: found.lines(now))

@@ -530,7 +530,7 @@ class MotoServer:
     `dynamodb` shares a DynamoDB Local already running (the tests start one per session); without
     it, one is started and stopped with the server. moto's requests are served one at a time: its
     backends have no locks (see `runway_archiver.moto_serialized`); DynamoDB Local needs no such
-    guard, so DynamoDB calls are no longer queued behind the other services'.
+    guard, so DynamoDB calls never queue behind the other services'.
     """
 
     def __init__(

@@ -267,7 +267,7 @@ def test_the_built_functions_archive_and_announce_on_python313_with_the_runtimes
         item = archive.item(task_id)
         assert item["status"] == "ARCHIVED"
         assert archive.object(f"runway/{task_id}/video.mp4")["ContentLength"] == size
-        # the SHA-256 checksum S3 checks, the version, the metadata and the manifest (issue 15) work
+        # the SHA-256 checksum S3 checks, the version, the metadata and the manifest work
         # with the runtime's boto3 too
         head = boto3.client("s3").head_object(
             Bucket=archive.stack.bucket_name, Key=f"runway/{task_id}/video.mp4", ChecksumMode="ENABLED"

@@ -66,8 +66,8 @@ def test_the_completion_event_is_a_cloudevent_with_filterable_attributes(
     assert event["datacontenttype"] == "application/json"
     assert isinstance(event["id"], str) and event["id"]
     data = event["data"]
-    # The contract's fields, the two added by issue 11 (additive): who answered, in which shape,
-    # the manifest added by issue 15, and the task's model family (additive too).
+    # The contract's fields, the additive ones included: who answered, in which shape, the manifest
+    # and the task's model family.
     assert set(data) == {
         "task_id", "status", "assets", "prompt", "prompt_en", "error", "provider", "provider_name", "dialect",
         "manifest", "model_family",
@@ -81,7 +81,7 @@ def test_the_completion_event_is_a_cloudevent_with_filterable_attributes(
     assert data["prompt"] == "a cat"
     assert set(data["assets"]) == {"video", "poster", "last_frame"}
     for asset in data["assets"].values():
-        # issue 15 added the object's version and the checksum S3 stored
+        # each asset names the object's version and the checksum S3 stored
         assert set(asset) == {"bucket", "key", "size", "sha256", "content_type", "version_id", "checksum_sha256"}
         assert asset["bucket"] == archive.stack.bucket_name
     assert data["provider"]["status"] == "3"

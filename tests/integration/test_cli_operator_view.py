@@ -1,6 +1,6 @@
 """The operator's view through the CLI, as a user drives it (subprocesses against moto_server):
-`status` in the four states issue 16 names, and the CLI's promises to a newcomer (one line, never a
-traceback; nothing half-done; say what comes next)."""
+`status` in four states (healthy, a stuck task, a dead letter, no key yet), and the CLI's promises
+to a newcomer (one line, never a traceback; nothing half-done; say what comes next)."""
 
 from __future__ import annotations
 

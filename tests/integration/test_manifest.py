@@ -1,4 +1,4 @@
-"""Issue 15 through the handler: the manifest beside the media, object metadata, S3-checked uploads."""
+"""The archive on its own, through the handler: the manifest beside the media, object metadata, S3-checked uploads."""
 
 from __future__ import annotations
 

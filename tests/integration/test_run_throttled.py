@@ -1,4 +1,4 @@
-"""`runway-archiver run` against a poller whose reserved concurrency is taken (issue 12, point 7).
+"""`runway-archiver run` against a poller whose reserved concurrency is taken .
 
 moto never throttles an invocation, so Lambda's answer (HTTP 429, TooManyRequestsException, with
 the Reason Lambda documents for reserved concurrency) is injected into the real boto3 client

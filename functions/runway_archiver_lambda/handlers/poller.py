@@ -6,7 +6,9 @@ import os
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from ..observability import emit_run_metrics, entry_point, logger
+from ..observability import entry_point, logger
+from ..run import scheduled_run
+from ..summary import emit_run_metrics
 from ..wiring import build_poller
 
 __all__ = ["build_poller", "lambda_handler", "logger", "run_time"]
@@ -16,7 +18,7 @@ if TYPE_CHECKING:
 
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
-    from ..run import Poller
+    from ..poller import Poller
 
 _poller: Poller | None = None
 
@@ -41,7 +43,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     now = run_time(event)
     if _poller is None:
         _poller = build_poller(os.environ)
-    summary = _poller.run(now, remaining_seconds=lambda: context.get_remaining_time_in_millis() / 1000)
+    summary = scheduled_run(_poller, now, remaining_seconds=lambda: context.get_remaining_time_in_millis() / 1000)
     emit_run_metrics(summary)
     logger.info("run finished", extra={"summary": summary.as_dict()})
     return summary.as_dict()

@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.batch import AsyncBatchProcessor, EventType, async_process_partial_response
 
-from ..observability import emit_run_metrics, entry_point, logger
+from ..observability import entry_point, logger
+from ..run import Run
+from ..summary import emit_run_metrics
 from ..wiring import build_poller
 from ..workqueue import WorkRequest
 
@@ -28,7 +30,7 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
-    from ..run import Poller, Run
+    from ..poller import Poller
 
 # An entire batch failing is reported as such (every record comes back), not raised as an error.
 processor = AsyncBatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
@@ -46,7 +48,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     if _poller is None:
         _poller = build_poller(os.environ)
     # No event time here: the run's clock is the wall clock.
-    run = _poller.start(None, remaining_seconds=lambda: context.get_remaining_time_in_millis() / 1000)
+    run = Run(_poller, None, remaining_seconds=lambda: context.get_remaining_time_in_millis() / 1000)
     records = event.get("Records") or []
     workers = max(1, min(_poller.settings.poll_concurrency, len(records)))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="work") as pool:
