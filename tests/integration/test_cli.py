@@ -28,7 +28,8 @@ from runway_archiver.local_aws import (
 )
 from tests.support.samples import API_KEY
 
-pytestmark = pytest.mark.slow
+# One xdist group: its tests share the module's deploy, set up once on one worker (`make test` runs --dist loadgroup).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("test_cli")]
 STACK = "archive-under-test"
 
 
