@@ -58,7 +58,7 @@ local: $(STAMP) $(EMBEDDED_DYNAMODB)  ## keep emulated AWS + the stack + a feed 
 
 test: $(STAMP)  ## lint, type-check, validate and build the template (side by side), then the whole test suite on every core
 	@$(MAKE) --no-print-directory -j4 --output-sync=target checks $(EMBEDDED_DYNAMODB) $(CHROMEDRIVER)
-	@$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder; status=$$?; \
+	@$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$status
 
 # What the tests need first, independent of each other: `make -j` runs them side by side.

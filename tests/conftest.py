@@ -50,34 +50,6 @@ def _loopback_only(event: str, args: tuple[Any, ...]) -> None:
 sys.addaudithook(_loopback_only)
 
 
-# The longest-running modules (the demo, the killed and overlapping runs, the CLI's deploys, the browser,
-# the model-based tests), in about this order of length: `make test` hands them to the workers first
-# (`--dist loadgroup --no-loadscope-reorder` keeps this order), so the short tests fill the end
-# instead of one long test holding one core while the other waits (docs/development.md).
-LONG_RUNNING_FIRST = (
-    "tests/test_demo.py",
-    "tests/faults/test_runs_in_parallel_and_crashes.py",
-    "tests/integration/test_cli_archive.py",
-    "tests/integration/test_cli.py",
-    "tests/integration/test_cli_operator_view.py",
-    "tests/integration/test_browse.py",
-    "tests/faults/test_operator_faults.py",
-    "tests/model/",
-)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Long-running modules first, each module's tests kept together and in their order."""
-
-    def rank(item: pytest.Item) -> int:
-        return next(
-            (n for n, prefix in enumerate(LONG_RUNNING_FIRST) if item.nodeid.startswith(prefix)),
-            len(LONG_RUNNING_FIRST),
-        )
-
-    items.sort(key=rank)  # stable: every other test keeps its place
-
-
 @pytest.fixture(scope="session", autouse=True)
 def one_model_loader_per_process() -> Iterator[None]:
     """Every botocore session of this test process reads the services' models (JSON files shipped

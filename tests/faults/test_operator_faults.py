@@ -32,9 +32,6 @@ FORMULAS = {
 }
 TASKS = ["cold-glacier", "cold-deep", "gone", "fine", *FORMULAS]
 
-# One xdist group: its tests share the module's deploy, set up once on one worker (`make test` runs --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("test_operator_faults")
-
 
 @pytest.fixture(scope="module")
 def cli(dynamodb_local: DynamoDBLocal | None) -> Iterator[Cli]:

@@ -26,8 +26,7 @@ from runway_archiver.local_aws import REPO_ROOT, DynamoDBLocal, MotoServer, depl
 from tests.support.browser import CLIP, chromium, png
 from tests.support.samples import API_KEY
 
-# One xdist group: its tests share the module's deploy, set up once on one worker (`make test` runs --dist loadgroup).
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("test_browse")]
+pytestmark = pytest.mark.slow
 STACK = "browse-under-test"
 SCREENSHOT = REPO_ROOT / "docs" / "images" / "browse-grid.png"
 HOSTILE_PROMPT = '<script>window.__xss = 1</script><img src=x onerror="window.__xss = 2">"\'&'

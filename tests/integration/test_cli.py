@@ -28,8 +28,7 @@ from runway_archiver.local_aws import (
 )
 from tests.support.samples import API_KEY
 
-# One xdist group: its tests share the module's deploy, set up once on one worker (`make test` runs --dist loadgroup).
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("test_cli")]
+pytestmark = pytest.mark.slow
 STACK = "archive-under-test"
 
 

@@ -21,8 +21,7 @@ from tests.support.samples import API_KEY
 
 from .test_cli import STACK, Cli
 
-# One xdist group: its tests share the module's deploy, set up once on one worker (`make test` runs --dist loadgroup).
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("test_cli_archive")]
+pytestmark = pytest.mark.slow
 MiB = 1024 * 1024
 TASKS = {
     "arc-ok": {},

@@ -24,8 +24,7 @@ from tests.support.samples import API_KEY
 
 from .test_cli import Cli
 
-# One xdist group: its tests share the module's deploy, set up once on one worker (`make test` runs --dist loadgroup).
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("test_cli_operator_view")]
+pytestmark = pytest.mark.slow
 STACK = "status-under-test"
 FRESH = "fresh-deploy"  # deployed without a key, as `sam deploy` leaves the secret
 FANNED = "fanned-out"  # FanOutThreshold 0: every due task goes to the workers
