@@ -29,7 +29,7 @@ import boto3
 import pytest
 
 from runway_archiver.emulator import FeedEmulator, media_sha256
-from runway_archiver.local_aws import FAKE_CREDENTIALS, MotoServer, deploy, load_template
+from runway_archiver.local_aws import FAKE_CREDENTIALS, DynamoDBLocal, MotoServer, deploy, load_template
 from runway_archiver_lambda.clock import iso_utc
 from tests.artefact.lambda_bootstrap import RESULT_MARK, SDK_MARK
 from tests.support.archive import Archive, subscribed_archive
@@ -135,9 +135,12 @@ def runtime() -> Path:
 
 
 @pytest.fixture
-def server_archive(feed: FeedEmulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[Archive]:
-    """The stack deployed into moto_server, a process the functions' processes reach over loopback."""
-    with MotoServer() as server:
+def server_archive(
+    feed: FeedEmulator, dynamodb_local: DynamoDBLocal | None, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Archive]:
+    """The stack deployed into moto_server, a process the functions' processes reach over loopback
+    (DynamoDB in the session's DynamoDB Local; the stack's table is a name of its own)."""
+    with MotoServer(dynamodb=dynamodb_local) as server:
         for name, value in server.environment().items():
             monkeypatch.setenv(name, value)
         stack = deploy(boto3.session.Session(), api_key=API_KEY, parameters=feed.stack_parameters())

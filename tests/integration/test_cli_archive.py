@@ -16,7 +16,7 @@ import pytest
 
 from runway_archiver.consumer import subscribe_queue
 from runway_archiver.emulator import FeedEmulator
-from runway_archiver.local_aws import MotoServer, deploy, patched_environ
+from runway_archiver.local_aws import DynamoDBLocal, MotoServer, deploy, patched_environ
 from tests.support.samples import API_KEY
 
 from .test_cli import STACK, Cli
@@ -35,8 +35,12 @@ TASKS = {
 
 
 @pytest.fixture(scope="module")
-def cli() -> Iterator[Cli]:
-    with MotoServer() as moto, FeedEmulator(api_key=API_KEY) as feed, patched_environ(moto.environment()):
+def cli(dynamodb_local: DynamoDBLocal | None) -> Iterator[Cli]:
+    with (
+        MotoServer(dynamodb=dynamodb_local) as moto,
+        FeedEmulator(api_key=API_KEY) as feed,
+        patched_environ(moto.environment()),
+    ):
         stack = deploy(boto3.session.Session(), stack_name=STACK, api_key=API_KEY, parameters=feed.stack_parameters())
         for task_id, options in TASKS.items():
             feed.add_task(task_id, "3", **options)

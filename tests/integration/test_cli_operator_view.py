@@ -19,7 +19,7 @@ import boto3
 import pytest
 
 from runway_archiver.emulator import FeedEmulator
-from runway_archiver.local_aws import MotoServer, deploy, patched_environ
+from runway_archiver.local_aws import DynamoDBLocal, MotoServer, deploy, patched_environ
 from tests.support.samples import API_KEY
 
 from .test_cli import Cli
@@ -32,8 +32,12 @@ DIRECT = "runway-direct"  # Provider=runway, Runway's key put, the gateway's not
 
 
 @pytest.fixture(scope="module")
-def cli() -> Iterator[Cli]:
-    with MotoServer() as moto, FeedEmulator(api_key=API_KEY) as feed, patched_environ(moto.environment()):
+def cli(dynamodb_local: DynamoDBLocal | None) -> Iterator[Cli]:
+    with (
+        MotoServer(dynamodb=dynamodb_local) as moto,
+        FeedEmulator(api_key=API_KEY) as feed,
+        patched_environ(moto.environment()),
+    ):
         session = boto3.session.Session()
         stack = deploy(session, stack_name=STACK, api_key=API_KEY, parameters=feed.stack_parameters())
         deploy(session, stack_name=FRESH, api_key=None, parameters=feed.stack_parameters())

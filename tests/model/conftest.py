@@ -4,10 +4,24 @@ fired, and what failed (tests/model/budget.py holds the budgets)."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 
 from tests.model.budget import PROFILE_VARIABLE, TALLIES, Tally
+
+
+@pytest.fixture(autouse=True)
+def the_functions_log_level_is_given_back() -> Iterator[None]:
+    """The model runs the functions with POWERTOOLS_LOG_LEVEL=ERROR, and a function reads it once
+    per process, on its first call (as a cold start does): if these tests made that first call, every
+    test after them in the process would find the level at ERROR and the handlers' INFO and WARNING
+    lines gone (the fault and dialect tests read them). The level is given back as it was."""
+    from runway_archiver_lambda.observability import logger
+
+    level = logger.log_level
+    yield
+    logger.setLevel(level)
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
