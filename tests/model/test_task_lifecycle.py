@@ -24,7 +24,7 @@ When an interleaving ends, the runs catch up (leases run out, the outbox drains)
 outcome must have been announced.
 
 The stack is deployed once per test (a deploy takes seconds); each interleaving starts from an
-empty table and empty queues, with task ids never used before, so objects and event ids of
+empty table, empty queues and an empty bucket, with task ids never used before, so objects and event ids of
 earlier interleavings cannot be mistaken for its own. Runs use one thread (POLL_CONCURRENCY=1)
 and a clock that does not tick by itself, so an interleaving replays the same way every time.
 """
@@ -53,6 +53,7 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
+from moto.core.model_instances import reset_model_data
 
 from runway_archiver.archive import Archive as Operated
 from runway_archiver.archive import OperatorError, StackResources
@@ -100,8 +101,7 @@ class Fate:
     crash_after: int | None = None
     writes: int = 0
     crashed: bool = False
-    last_write: str | None = None  # the last write made before the crash
-    last_published: str | None = None  # the id of the last event published
+    last_published: tuple[str, str] | None = None  # the last event published: its id and its task
     sent: list[str] = field(default_factory=list)
 
     def before_call(self, model: Any, **_: Any) -> None:
@@ -113,7 +113,6 @@ class Fate:
             self.crashed = True
             raise Crashed(f"before {model.name}, write {self.writes + 1}")
         self.writes += 1
-        self.last_write = f"{model.service_model.service_name}.{model.name}"
 
     def sending(self, params: dict[str, Any], **_: Any) -> None:
         if not self.crashed:
@@ -121,7 +120,8 @@ class Fate:
 
     def publishing(self, params: dict[str, Any], **_: Any) -> None:
         if not self.crashed:
-            self.last_published = json.loads(params["Message"])["id"]
+            event = json.loads(params["Message"])
+            self.last_published = (event["id"], event["subject"])
 
 
 @dataclass
@@ -195,7 +195,24 @@ class Harness:
             while messages := self.sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages"):
                 for message in messages:
                     self.sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+        self._empty_bucket()
+        # moto keeps every model instance it ever made (for its dashboard): thousands of
+        # interleavings' objects and messages would stay in memory until the session ends.
+        reset_model_data()
         self.log = io.StringIO()
+
+    def _empty_bucket(self) -> None:
+        """Every version, delete marker and open upload of earlier interleavings goes: their bytes
+        would otherwise stay in memory (moto keeps objects there) for the rest of the session."""
+        for upload in self.s3.list_multipart_uploads(Bucket=self.bucket).get("Uploads", []):
+            self.s3.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+        for page in self.s3.get_paginator("list_object_versions").paginate(Bucket=self.bucket):
+            entries = [*page.get("Versions", []), *page.get("DeleteMarkers", [])]
+            if entries:
+                self.s3.delete_objects(
+                    Bucket=self.bucket,
+                    Delete={"Objects": [{"Key": e["Key"], "VersionId": e["VersionId"]} for e in entries]},
+                )
 
     def run(self, at: str, fate: Fate, *, fanout: bool) -> None:
         """The poller's handler with the Scheduler's event for `at`; the wall clock says `at` too."""
@@ -305,9 +322,16 @@ class LifecycleMachine(RuleBasedStateMachine):
         if not fate.crashed:
             return
         self.h.tally.notes[f"{who} crashed"] += 1
-        if fate.last_write == "sns.Publish" and fate.last_published:
-            # Died between the publish and the outbox mark: the next run publishes it again.
-            self.permitted[fate.last_published] += 1
+        if fate.last_published is None:
+            return
+        # Died after its last publish but before that event's outbox mark (the table says so: the
+        # item still waits to announce that very event): the next run publishes it again. Not only
+        # when the publish was the last write: a tombstone's mark is tried as a conditional delete
+        # first (forget --allow-again), then as the update, and the crash can fall between them.
+        published, task_id = fate.last_published
+        item = self._item(task_id)
+        if item is not None and "outbox" in item and json.loads(str(item["event"]))["id"] == published:
+            self.permitted[published] += 1
             self.h.tally.notes["crash between a publish and its outbox mark"] += 1
 
     def _expiry_eligible(self) -> set[str]:
@@ -476,9 +500,11 @@ class LifecycleMachine(RuleBasedStateMachine):
             model = self.model[task]
             model.forgotten = True
             model.allowed.update({FORGOTTEN, None} if allow_again else {FORGOTTEN})
-            # Every forget that goes through announces the FORGOTTEN event (again, when it finishes
-            # an erasure: the operator asked for it).
-            self.expected[event_id(task, FORGOTTEN)] += 1
+            # The FORGOTTEN event is queued once, when the erasure is recorded done: by the first
+            # forget, or by the one that finishes an erasure cut short. A forget of a tombstone whose
+            # event is queued or out erases again (nothing is left) and announces nothing more.
+            if item["status"] != FORGOTTEN or "event" not in item:
+                self.expected[event_id(task, FORGOTTEN)] += 1
             if item["status"] == FORGOTTEN:
                 self.h.tally.notes["forget of a forgotten task"] += 1
 
@@ -647,3 +673,41 @@ def test_a_broken_promise_is_caught(archive: Archive, feed: FeedEmulator, monkey
             machine.check()
         except ClientError as exc:  # pragma: no cover - S3 answering something else is a failure too
             raise AssertionError(str(exc)) from exc
+
+
+def test_a_second_forget_announces_nothing_more(
+    archive: Archive, feed: FeedEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by `make soak`: a forget of a tombstone whose FORGOTTEN event is queued (or out) erases
+    again and queues nothing, so the event is owed once; the model owed it once per forget."""
+    LifecycleMachine.harness = Harness(archive, feed, monkeypatch, Tally())
+    machine = LifecycleMachine()
+    task = cast(str, machine.register(dialect="feed-2024", outputs=1, provider=None))
+    for _ in range(2):
+        machine.forget(task=task, allow_again=False)
+        machine.check()
+    machine.tick(minutes=1, crash_after=None, fanout=False)
+    machine.forget(task=task, allow_again=False)  # its event is out now
+    machine.check()
+    machine.teardown()
+    assert machine.received[event_id(task, FORGOTTEN)] == machine.expected[event_id(task, FORGOTTEN)] == 1
+
+
+def test_a_run_dying_between_a_tombstones_publish_and_its_mark_announces_it_again(
+    archive: Archive, feed: FeedEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by `make soak`: a tombstone's outbox mark is a conditional delete (for --allow-again),
+    then the update; a run dying between the two has published, and the next run publishes the same
+    event again (at least once, one id). The model allowed that only when the publish was the last write."""
+    LifecycleMachine.harness = Harness(archive, feed, monkeypatch, Tally())
+    machine = LifecycleMachine()
+    task = cast(str, machine.register(dialect="feed-2024", outputs=1, provider=None))
+    machine.forget(task=task, allow_again=False)
+    machine.check()
+    # Its writes: the claim, the publish, the conditional delete (refused: no --allow-again), then the mark.
+    machine.tick(minutes=1, crash_after=3, fanout=False)
+    machine.check()
+    assert archive.item(task).get("outbox"), "the run died before the mark"
+    machine.teardown()
+    forgotten = event_id(task, FORGOTTEN)
+    assert machine.received[forgotten] == 2 and machine.permitted[forgotten] == 1
