@@ -13,6 +13,7 @@ import boto3
 import botocore.loaders
 import botocore.session
 import pytest
+import urllib3
 from moto import mock_aws
 from moto.core.config import default_user_config
 
@@ -72,6 +73,22 @@ def one_model_loader_per_process() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(botocore.session, "create_loader", shared_loader)
         yield
+
+
+# The feed client's retries wait urllib3's exponential backoff (none, then 1 s, 2 s, 4 s, with jitter):
+# some 7 s of sleep in every test whose feed fails past a retry or two. The tests judge that the
+# retries happen and how many (the emulator counts the polls), not the waiting.
+BACKOFF_IN_TESTS = 0.05
+
+
+@pytest.fixture(autouse=True)
+def feed_retries_wait_a_twentieth(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """urllib3's backoff schedule, scaled by BACKOFF_IN_TESTS (in this process; subprocesses wait in
+    full); `@pytest.mark.real_backoff` keeps it whole (tests/unit/test_rules.py pins the schedule)."""
+    if request.node.get_closest_marker("real_backoff"):
+        return
+    full = urllib3.Retry.get_backoff_time
+    monkeypatch.setattr(urllib3.Retry, "get_backoff_time", lambda retry: full(retry) * BACKOFF_IN_TESTS)
 
 
 @pytest.fixture(autouse=True)

@@ -75,6 +75,8 @@ CARD_ATTRIBUTES = (
 STATIC = Path(__file__).with_name("browse_static")
 STATIC_FILES = {"browse.css": "text/css; charset=utf-8", "browse.js": "text/javascript; charset=utf-8"}
 LOOPBACK = "127.0.0.1"
+# A page served from a thread (the demo, the tests) stops within 50 ms of close(), not http.server's 0.5 s.
+STOP_POLL_SECONDS = 0.05
 
 
 class BrowseError(Exception):
@@ -667,11 +669,13 @@ class BrowseServer:
     def url(self) -> str:
         return f"http://{LOOPBACK}:{self.port}/"
 
-    def serve_forever(self) -> None:
-        self._server.serve_forever()
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        self._server.serve_forever(poll_interval)
 
     def __enter__(self) -> BrowseServer:
-        self._thread = threading.Thread(target=self.serve_forever, name="browse", daemon=True)
+        self._thread = threading.Thread(
+            target=self.serve_forever, args=(STOP_POLL_SECONDS,), name="browse", daemon=True
+        )
         self._thread.start()
         return self
 

@@ -15,6 +15,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
+from .emulator import STOP_POLL_SECONDS
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -42,7 +44,9 @@ class LocalFunctionUrl:
         return f"http://{host!s}:{port}/"
 
     def __enter__(self) -> LocalFunctionUrl:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="function-url", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(STOP_POLL_SECONDS,), name="function-url", daemon=True
+        )
         self._thread.start()
         return self
 

@@ -12,11 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import urllib3
 
 from runway_archiver_lambda.address_guard import AddressGuard, AddressRefused
 from runway_archiver_lambda.config import ConfigError, Settings
 from runway_archiver_lambda.events import build_event, event_id
 from runway_archiver_lambda.feed import Progress, Provider, classify
+from runway_archiver_lambda.feed.client import default_retry
 from runway_archiver_lambda.lifecycle import poll_delay
 from runway_archiver_lambda.workqueue import BadWorkRequest, WorkRequest
 
@@ -170,3 +172,19 @@ def test_the_gateway_key_secret_is_read_when_the_template_sets_it_and_absent_oth
     assert Settings.from_environ({**REQUIRED, "GATEWAY_API_KEY_SECRET_ARN": ""}).gateway_key_secret_id is None
     direct = Settings.from_environ({**REQUIRED, "PROVIDER": "runway", "GATEWAY_API_KEY_SECRET_ARN": " arn:gw "})
     assert (direct.api_key_secret_id, direct.gateway_key_secret_id) == (REQUIRED["API_KEY_SECRET_ARN"], "arn:gw")
+
+
+@pytest.mark.real_backoff
+def test_the_feed_retries_back_off_exponentially_with_jitter_within_a_run() -> None:
+    """A 503 is retried at once, then after about 1 s, 2 s and 4 s (plus up to 0.5 s of jitter each),
+    so four retries fit well inside a run yet do not hammer a struggling feed."""
+    retry = default_retry()
+    waits = []
+    for _ in range(4):
+        retry = retry.increment(method="POST", url="/runway/feed", response=urllib3.HTTPResponse(status=503))
+        waits.append(retry.get_backoff_time())
+    assert waits[0] == 0
+    for wait, floor in zip(waits[1:], (1.0, 2.0, 4.0), strict=True):
+        assert floor <= wait <= floor + 0.5
+    with pytest.raises(urllib3.exceptions.MaxRetryError):
+        retry.increment(method="POST", url="/runway/feed", response=urllib3.HTTPResponse(status=503))
