@@ -38,7 +38,7 @@ settings.register_profile(
 )
 settings.register_profile(
     "model-soak",
-    max_examples=int(os.environ.get("SOAK_EXAMPLES", "100")),
+    max_examples=int(os.environ.get("SOAK_EXAMPLES", "500")),
     stateful_step_count=int(os.environ.get("SOAK_STEPS", "30")),
     deadline=None,
     derandomize=False,
