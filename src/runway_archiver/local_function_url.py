@@ -15,10 +15,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-from .emulator import STOP_POLL_SECONDS
-
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+# A server thread looks for a stop request this often (http.server's own 0.5 s made every stop slow),
+# as the emulator's and the browse page's do.
+STOP_POLL_SECONDS = 0.05
 
 
 class LocalFunctionUrl:
