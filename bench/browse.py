@@ -22,8 +22,8 @@ from typing import Any
 
 import boto3
 
-from runway_archiver.archive import Archive, StackResources
 from runway_archiver.browse import PAGE_SIZE, Browser, BrowseServer
+from runway_archiver.stack.archive import Archive, StackResources
 
 from .discovery import DynamoCalls
 from .harness import Figure, local_archive

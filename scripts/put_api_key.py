@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, TextIO
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from runway_archiver.archive import default_stack_name
+from runway_archiver.stack.archive import default_stack_name
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -1,4 +1,4 @@
-"""The CLI's archive verbs: `verify`, `export` and `forget`; the work is in archive_ops."""
+"""The CLI's archive verbs: `verify`, `export` and `forget`; the work is in stack.operations."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .archive import STATUSES, OperatorError
-from .archive_ops import (
+from .cli_support import PROG, fail, open_archive
+from .stack.archive import STATUSES, OperatorError
+from .stack.operations import (
     DELETED,
     DELETED_AFTER_ANNOUNCEMENT,
     VERIFY_RESULTS,
@@ -17,7 +18,6 @@ from .archive_ops import (
     verify_task,
     write_export,
 )
-from .cli_support import PROG, fail, open_archive
 
 if TYPE_CHECKING:
     import argparse

@@ -42,8 +42,8 @@ from runway_archiver_lambda.clock import iso_utc
 from runway_archiver_lambda.feed.family import DEFAULT_FAMILY
 from runway_archiver_lambda.tasks import ARCHIVED, EXPIRED, FAILED
 
-from .archive import Archive, OperatorError, StackResources
 from .cli_support import explain, link_seconds, open_archive
+from .stack.archive import Archive, OperatorError, StackResources
 
 if TYPE_CHECKING:
     import argparse

@@ -20,11 +20,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 from runway_archiver_lambda.clock import iso_utc
 from runway_archiver_lambda.feed import DEFAULT_FAMILY, known_families
 
-from .archive import EPOCH_ATTRIBUTES, STATUSES, OperatorError, summary_line
 from .archive_cli import ARCHIVE_COMMANDS, add_archive_commands
 from .browse import add_browse_command, browse_command
 from .cli_support import PROG, STACK_VARIABLE, Output, explain, fail, link_seconds, open_archive, positive
 from .register import UnknownProvider, checked_provider, invalid_task_ids, register_tasks
+from .stack.archive import EPOCH_ATTRIBUTES, STATUSES, OperatorError, summary_line
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
@@ -358,7 +358,7 @@ def _next_due_line(next_due: int | None) -> str:
 
 
 def _status(args: argparse.Namespace, out: Output) -> int:
-    from .status import archive_status
+    from .stack.status import archive_status
 
     archive, session = open_archive(args)
     now = datetime.now(UTC)

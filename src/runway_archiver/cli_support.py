@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError, NoCredentialsError, NoRegionError
 
-from .archive import MAX_LINK_SECONDS, Archive, OperatorError, StackResources, default_stack_name
+from .stack.archive import MAX_LINK_SECONDS, Archive, OperatorError, StackResources, default_stack_name
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator

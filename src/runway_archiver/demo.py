@@ -31,7 +31,6 @@ import boto3
 
 from runway_archiver_lambda.clock import iso_utc
 
-from .archive import Archive, StackResources, summary_line
 from .consumer import all_ended, receive_events, subscribe_queue
 from .emulator import FeedEmulator
 from .local_aws import QUIET, LocalLambdaContext, MotoServer, deploy, patched_environ
@@ -39,6 +38,7 @@ from .local_function_url import LocalFunctionUrl
 from .local_queue import drain
 from .local_run import FunctionOutput
 from .register import register_tasks
+from .stack.archive import Archive, StackResources, summary_line
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -232,7 +232,7 @@ def _keep_logs(session: boto3.session.Session, stacks: dict[str, dict[str, Funct
 def _status(session: boto3.session.Session, stack_name: str, *, browse: bool = False) -> None:
     """`runway-archiver status` of the demo's archive, as a user would run it next; then where to look next
     (or, with `demo --browse`, the archive in the browser while the embedded AWS stays up)."""
-    from .status import archive_status
+    from .stack.status import archive_status
 
     resources = StackResources.find(session, stack_name)
     now = datetime.now(UTC)
@@ -252,8 +252,8 @@ def _status(session: boto3.session.Session, stack_name: str, *, browse: bool = F
 
 def _manifest_and_verify(session: boto3.session.Session, stack_name: str, task_id: str) -> bool:
     """The archive on its own: one task's manifest beside its files, then `runway-archiver verify --all`."""
-    from .archive import Archive, StackResources
-    from .archive_ops import archived_task_ids, verify_task
+    from .stack.archive import Archive, StackResources
+    from .stack.operations import archived_task_ids, verify_task
 
     resources = StackResources.find(session, stack_name)
     archive = Archive(session, resources.table_name, resources)

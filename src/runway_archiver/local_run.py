@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
     import boto3
 
-    from .archive import Archive, FunctionConfiguration
+    from .stack.archive import Archive, FunctionConfiguration
 
 LOCAL_STACK = "runway-archiver-local"
 LOCAL_RUNWAY_STACK = "runway-archiver-local-runway"  # the same template with Provider=runway

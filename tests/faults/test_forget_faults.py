@@ -11,11 +11,11 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from runway_archiver.archive import Archive as Operated
-from runway_archiver.archive import StackResources
-from runway_archiver.archive_ops import forget
 from runway_archiver.emulator import FeedEmulator
 from runway_archiver.register import register_tasks
+from runway_archiver.stack.archive import Archive as Operated
+from runway_archiver.stack.archive import StackResources
+from runway_archiver.stack.operations import forget
 from tests.support.archive import Archive
 
 Minutes = Callable[[int], str]

@@ -162,8 +162,8 @@ def test_export_by_status_as_csv_on_stdout(cli: Cli) -> None:
 
 def test_export_of_thousands_of_tasks_holds_one_page_at_a_time(cli: Cli, tmp_path: Path) -> None:
     """The inventory is streamed: memory at 4,000 tasks is what it is at 800, not five times it."""
-    from runway_archiver.archive import Archive
-    from runway_archiver.archive_ops import export_rows, write_export
+    from runway_archiver.stack.archive import Archive
+    from runway_archiver.stack.operations import export_rows, write_export
 
     with patched_environ(cli.moto.environment()):
         session = boto3.session.Session()

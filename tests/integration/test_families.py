@@ -13,12 +13,12 @@ import boto3
 import pytest
 import urllib3
 
-from runway_archiver.archive import Archive as OperatorArchive
-from runway_archiver.archive import StackResources
-from runway_archiver.archive_ops import forget
 from runway_archiver.consumer import receive_events
 from runway_archiver.emulator import Fault, FeedEmulator, media_bytes, media_sha256
 from runway_archiver.register import UnknownProvider, register_tasks
+from runway_archiver.stack.archive import Archive as OperatorArchive
+from runway_archiver.stack.archive import StackResources
+from runway_archiver.stack.operations import forget
 from tests.support.archive import Archive
 from tests.support.samples import API_KEY, RUNWAY_API_KEY
 

@@ -10,10 +10,10 @@ from collections.abc import Callable
 import boto3
 
 import runway_archiver_lambda.tasks
-from runway_archiver.archive import Archive as Operated
-from runway_archiver.archive import StackResources
-from runway_archiver.archive_ops import forget
 from runway_archiver.emulator import Fault, FeedEmulator
+from runway_archiver.stack.archive import Archive as Operated
+from runway_archiver.stack.archive import StackResources
+from runway_archiver.stack.operations import forget
 from tests.support.archive import Archive
 
 Minutes = Callable[[int], str]

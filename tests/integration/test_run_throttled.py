@@ -18,7 +18,7 @@ import pytest
 from botocore.awsrequest import AWSResponse, HeadersDict
 from moto import mock_aws
 
-from runway_archiver.archive import THROTTLE_PAUSES, Archive, OperatorError, StackResources
+from runway_archiver.stack.archive import THROTTLE_PAUSES, Archive, OperatorError, StackResources
 
 
 class _Body:

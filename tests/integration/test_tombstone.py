@@ -11,11 +11,11 @@ from typing import Any
 
 import boto3
 
-from runway_archiver.archive import Archive as Operated
-from runway_archiver.archive import StackResources
-from runway_archiver.archive_ops import forget
 from runway_archiver.emulator import FeedEmulator
 from runway_archiver.register import register_tasks
+from runway_archiver.stack.archive import Archive as Operated
+from runway_archiver.stack.archive import StackResources
+from runway_archiver.stack.operations import forget
 from tests.support.archive import Archive
 from tests.support.samples import load_event
 

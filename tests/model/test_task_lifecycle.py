@@ -55,14 +55,14 @@ from hypothesis.stateful import (
 )
 from moto.core.model_instances import reset_model_data
 
-from runway_archiver.archive import Archive as Operated
-from runway_archiver.archive import OperatorError, StackResources
-from runway_archiver.archive_ops import forget
 from runway_archiver.consumer import receive_events
 from runway_archiver.emulator import DIALECTS, FeedEmulator, media_sha256
 from runway_archiver.local_aws import LocalLambdaContext
 from runway_archiver.local_queue import drain
 from runway_archiver.register import register_tasks
+from runway_archiver.stack.archive import Archive as Operated
+from runway_archiver.stack.archive import OperatorError, StackResources
+from runway_archiver.stack.operations import forget
 from runway_archiver_lambda.events import EVENT_TYPES, event_id
 from runway_archiver_lambda.tasks import ARCHIVED, EXPIRED, FAILED, FORGOTTEN, PENDING, TERMINAL_STATUSES
 from tests.model.budget import Tally, model_settings, tally
