@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from runway_archiver.emulator import media_bytes
+from runway_archiver.local.emulator import media_bytes
 
 from .harness import Figure, child_environment, local_archive
 

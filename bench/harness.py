@@ -17,8 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 
-from runway_archiver.emulator import FeedEmulator
-from runway_archiver.local_aws import (
+from runway_archiver.local.deploy import (
     DYNAMODB_LOCAL,
     SILENT,
     DeployedStack,
@@ -29,6 +28,7 @@ from runway_archiver.local_aws import (
     patched_environ,
     uses_dynamodb_local,
 )
+from runway_archiver.local.emulator import FeedEmulator
 from runway_archiver_lambda.clock import iso_utc
 
 if TYPE_CHECKING:

@@ -76,12 +76,12 @@ def test_the_lambda_package_imports_nothing_of_the_client_side(graph: grimp.Impo
 
 
 def test_the_graph_counts_type_checking_and_function_level_imports(graph: grimp.ImportGraph) -> None:
-    # lifecycle.py names Poller only in annotations (`if TYPE_CHECKING:`); cli.py imports demo.py only
+    # lifecycle.py names Poller only in annotations (`if TYPE_CHECKING:`); cli.py imports local/demo.py only
     # inside the function that runs it. Both are edges here, or a circle through them would go unseen.
     assert graph.direct_import_exists(
         importer="runway_archiver_lambda.lifecycle", imported="runway_archiver_lambda.poller"
     )
-    assert graph.direct_import_exists(importer="runway_archiver.cli", imported="runway_archiver.demo")
+    assert graph.direct_import_exists(importer="runway_archiver.cli", imported="runway_archiver.local.demo")
 
 
 def test_a_circle_is_found_and_named() -> None:

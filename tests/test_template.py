@@ -15,7 +15,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from runway_archiver.local_aws import FAKE_CREDENTIALS, REPO_ROOT, DeployedStack, deploy, load_template, transform
+from runway_archiver.local.deploy import FAKE_CREDENTIALS, REPO_ROOT, DeployedStack, deploy, load_template, transform
 
 from .aws_model import ACCOUNT, Principal, Request, Stack, decide, rules_refusing
 

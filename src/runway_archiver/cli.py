@@ -138,15 +138,15 @@ INTERRUPTED = {
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from .local_aws import EmbeddedAwsError
+    from .local.deploy import EmbeddedAwsError
 
     try:
         if args.command == "demo":
-            from .demo import run_demo
+            from .local.demo import run_demo
 
             return run_demo(verbose=not args.quiet, browse=args.browse)
         if args.command == "local":
-            from .local_run import serve_local
+            from .local.run import serve_local
 
             return serve_local(args.port, args.feed_port, args.dynamodb_port)
     except EmbeddedAwsError as exc:
@@ -314,7 +314,7 @@ def _run(args: argparse.Namespace, out: Output) -> int:
     progress = _progress(poller.timeout_seconds, show_progress)
     with progress:
         if emulated:
-            from .local_run import run_in_process
+            from .local.run import run_in_process
 
             summary = run_in_process(archive, session, scheduled_time, poller)
         else:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from runway_archiver.emulator import Fault, FeedEmulator
+from runway_archiver.local.emulator import Fault, FeedEmulator
 from runway_archiver_lambda.address_guard import AddressGuard, AddressRefused, guarded_pool_manager
 from tests.support.archive import Archive
 

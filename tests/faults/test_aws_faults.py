@@ -11,7 +11,7 @@ import pytest
 from botocore.awsrequest import AWSResponse, HeadersDict
 from botocore.exceptions import ClientError
 
-from runway_archiver.emulator import FeedEmulator
+from runway_archiver.local.emulator import FeedEmulator
 from tests.support.archive import Archive
 
 Minutes = Callable[[int], str]

@@ -11,7 +11,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from runway_archiver.emulator import FeedEmulator
+from runway_archiver.local.emulator import FeedEmulator
 from runway_archiver.register import register_tasks
 from runway_archiver.stack.archive import Archive as Operated
 from runway_archiver.stack.archive import StackResources

@@ -10,7 +10,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from runway_archiver.emulator import Fault, FeedEmulator, media_sha256
+from runway_archiver.local.emulator import Fault, FeedEmulator, media_sha256
 from tests.support.archive import Archive
 
 Minutes = Callable[[int], str]

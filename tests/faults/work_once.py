@@ -16,8 +16,8 @@ from pathlib import Path
 
 import boto3
 
-from runway_archiver.local_aws import LocalLambdaContext
-from runway_archiver.local_queue import Drained, drain
+from runway_archiver.local.deploy import LocalLambdaContext
+from runway_archiver.local.queue import Drained, drain
 from runway_archiver_lambda.handlers import worker
 from runway_archiver_lambda.wiring import build_poller
 

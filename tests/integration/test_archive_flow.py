@@ -7,7 +7,7 @@ from collections.abc import Callable
 import boto3
 import pytest
 
-from runway_archiver.emulator import FeedEmulator, media_sha256
+from runway_archiver.local.emulator import FeedEmulator, media_sha256
 from tests.support.archive import Archive, epoch
 from tests.support.samples import load_event
 
@@ -196,7 +196,7 @@ def test_polls_back_off_to_at_most_ten_minutes(archive: Archive, feed: FeedEmula
 def test_an_unknown_status_is_treated_as_still_running_and_logged(
     archive: Archive, feed: FeedEmulator, minutes: Minutes
 ) -> None:
-    from runway_archiver.emulator import Fault
+    from runway_archiver.local.emulator import Fault
 
     feed.add_task("task-odd", "1")
     feed.fail_feed("task-odd", Fault.answer({**load_event("feed/unknown-status.json")["data"], "task_id": "task-odd"}))

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import boto3
 import pytest
 
-from runway_archiver.emulator import FeedEmulator
+from runway_archiver.local.emulator import FeedEmulator
 from tests.support.archive import Archive
 from tests.support.samples import API_KEY, load_event
 

@@ -15,8 +15,8 @@ import boto3
 import pytest
 
 from runway_archiver.consumer import subscribe_queue
-from runway_archiver.emulator import FeedEmulator
-from runway_archiver.local_aws import DynamoDBLocal, MotoServer, deploy, patched_environ
+from runway_archiver.local.deploy import DynamoDBLocal, MotoServer, deploy, patched_environ
+from runway_archiver.local.emulator import FeedEmulator
 from tests.support.samples import API_KEY
 
 from .test_cli import STACK, Cli

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from runway_archiver.emulator import Fault, FeedEmulator, media_bytes, media_sha256
+from runway_archiver.local.emulator import Fault, FeedEmulator, media_bytes, media_sha256
 from tests.support.archive import Archive
 
 Minutes = Callable[[int], str]

@@ -15,8 +15,7 @@ import pytest
 from moto import mock_aws
 from moto.core.config import default_user_config
 
-from runway_archiver.emulator import FeedEmulator
-from runway_archiver.local_aws import (
+from runway_archiver.local.deploy import (
     DYNAMODB_SWITCH,
     DeployedStack,
     DynamoDBLocal,
@@ -25,6 +24,7 @@ from runway_archiver.local_aws import (
     load_template,
     patched_environ,
 )
+from runway_archiver.local.emulator import FeedEmulator
 from tests.support.samples import API_KEY
 
 pytestmark = pytest.mark.slow

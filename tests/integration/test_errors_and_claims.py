@@ -9,7 +9,7 @@ from collections.abc import Callable
 import boto3
 import pytest
 
-from runway_archiver.emulator import Fault, FeedEmulator
+from runway_archiver.local.emulator import Fault, FeedEmulator
 from tests.support.archive import Archive
 from tests.support.samples import API_KEY
 

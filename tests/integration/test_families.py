@@ -14,7 +14,7 @@ import pytest
 import urllib3
 
 from runway_archiver.consumer import receive_events
-from runway_archiver.emulator import Fault, FeedEmulator, media_bytes, media_sha256
+from runway_archiver.local.emulator import Fault, FeedEmulator, media_bytes, media_sha256
 from runway_archiver.register import UnknownProvider, register_tasks
 from runway_archiver.stack.archive import Archive as OperatorArchive
 from runway_archiver.stack.archive import StackResources

@@ -10,7 +10,7 @@ from collections.abc import Callable
 import boto3
 
 import runway_archiver_lambda.tasks
-from runway_archiver.emulator import Fault, FeedEmulator
+from runway_archiver.local.emulator import Fault, FeedEmulator
 from runway_archiver.stack.archive import Archive as Operated
 from runway_archiver.stack.archive import StackResources
 from runway_archiver.stack.operations import forget

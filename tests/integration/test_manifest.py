@@ -10,7 +10,7 @@ from typing import Any
 
 import boto3
 
-from runway_archiver.emulator import Fault, FeedEmulator, media_sha256
+from runway_archiver.local.emulator import Fault, FeedEmulator, media_sha256
 from runway_archiver_lambda.events import event_id
 from tests.support.archive import Archive
 

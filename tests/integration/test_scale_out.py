@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import boto3
 
-from runway_archiver.emulator import FeedEmulator
+from runway_archiver.local.emulator import FeedEmulator
 from tests.support.archive import Archive
 from tests.support.samples import load_event
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import boto3
 
-from runway_archiver.emulator import FeedEmulator
+from runway_archiver.local.emulator import FeedEmulator
 from runway_archiver.register import register_tasks
 from runway_archiver.stack.archive import Archive as Operated
 from runway_archiver.stack.archive import StackResources

@@ -56,9 +56,9 @@ from hypothesis.stateful import (
 from moto.core.model_instances import reset_model_data
 
 from runway_archiver.consumer import receive_events
-from runway_archiver.emulator import DIALECTS, FeedEmulator, media_sha256
-from runway_archiver.local_aws import LocalLambdaContext
-from runway_archiver.local_queue import drain
+from runway_archiver.local.deploy import LocalLambdaContext
+from runway_archiver.local.emulator import DIALECTS, FeedEmulator, media_sha256
+from runway_archiver.local.queue import drain
 from runway_archiver.register import register_tasks
 from runway_archiver.stack.archive import Archive as Operated
 from runway_archiver.stack.archive import OperatorError, StackResources
@@ -224,7 +224,7 @@ class Harness:
         self._invoke(entry, poller, fate, lambda: entry.lambda_handler({"scheduled_time": at}, LocalLambdaContext()))
 
     def work(self, at: str, fate: Fate) -> None:
-        """The worker's handler on what the work queue holds, as the SQS trigger would (local_queue.drain)."""
+        """The worker's handler on what the work queue holds, as the SQS trigger would (local.queue.drain)."""
         from runway_archiver_lambda.handlers import worker as entry
 
         moment = epoch(at)

@@ -18,7 +18,7 @@ and says so:
   created here with Lambda's own API; the `CallbackUrl` output is filled in;
 - `AWS::Scheduler::Schedule`: not created; the demo invokes the poller as the schedule would;
 - `AWS::Lambda::EventSourceMapping` (the worker's SQS trigger): moto would consume the queue and
-  try to run the worker in Docker; set aside, and `runway_archiver.local_queue` drives the worker;
+  try to run the worker in Docker; set aside, and `runway_archiver.local.queue` drives the worker;
 - `AWS::S3::BucketPolicy`, `AWS::SNS::TopicPolicy`, `AWS::CloudWatch::Alarm`,
   `AWS::Lambda::EventInvokeConfig`, `AWS::Lambda::Permission`: skipped by moto (a warning only);
   `DeployedStack.not_created` lists them and tests/test_template.py asserts their properties.
@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 
     import boto3
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 TEMPLATE = REPO_ROOT / "template.yaml"
 FUNCTION_SOURCE = REPO_ROOT / "functions"
 ARTIFACT_BUCKET = "runway-archiver-local-artifacts"
@@ -216,7 +216,7 @@ def _deploy(
     declared_outputs = dict(cloud.get("Outputs", {}))
     function_urls = _set_aside(cloud, "AWS::Lambda::Url")
     # moto would consume the work queue itself and fail to run the worker (it needs Docker):
-    # locally, `runway_archiver.local_queue` plays the SQS event source instead.
+    # locally, `runway_archiver.local.queue` plays the SQS event source instead.
     _set_aside(cloud, "AWS::Lambda::EventSourceMapping")
 
     cfn.create_stack(
@@ -529,7 +529,7 @@ class MotoServer:
 
     `dynamodb` shares a DynamoDB Local already running (the tests start one per session); without
     it, one is started and stopped with the server. moto's requests are served one at a time: its
-    backends have no locks (see `runway_archiver.moto_serialized`); DynamoDB Local needs no such
+    backends have no locks (see `runway_archiver.local.moto_serialized`); DynamoDB Local needs no such
     guard, so DynamoDB calls never queue behind the other services'.
     """
 
@@ -562,7 +562,7 @@ class MotoServer:
 
     def _start_moto(self) -> None:
         self._process = subprocess.Popen(  # noqa: S603 - our own interpreter, fixed arguments
-            [sys.executable, "-m", "runway_archiver.moto_serialized", "--port", str(self.port)],
+            [sys.executable, "-m", "runway_archiver.local.moto_serialized", "--port", str(self.port)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

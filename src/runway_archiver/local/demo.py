@@ -31,21 +31,21 @@ import boto3
 
 from runway_archiver_lambda.clock import iso_utc
 
-from .consumer import all_ended, receive_events, subscribe_queue
+from ..consumer import all_ended, receive_events, subscribe_queue
+from ..register import register_tasks
+from ..stack.archive import Archive, StackResources, summary_line
+from .deploy import QUIET, LocalLambdaContext, MotoServer, deploy, patched_environ
 from .emulator import FeedEmulator
-from .local_aws import QUIET, LocalLambdaContext, MotoServer, deploy, patched_environ
-from .local_function_url import LocalFunctionUrl
-from .local_queue import drain
-from .local_run import FunctionOutput
-from .register import register_tasks
-from .stack.archive import Archive, StackResources, summary_line
+from .function_url import LocalFunctionUrl
+from .queue import drain
+from .run import FunctionOutput
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from mypy_boto3_sqs import SQSClient
 
-    from .local_aws import DeployedStack
+    from .deploy import DeployedStack
 
 DEMO_KEY = "demo-key-0123456789"  # the gateway's (emulated CometAPI's) key
 DEMO_RUNWAY_KEY = "demo-runway-key-9876543210"  # the emulated Runway API's own key
@@ -232,7 +232,7 @@ def _keep_logs(session: boto3.session.Session, stacks: dict[str, dict[str, Funct
 def _status(session: boto3.session.Session, stack_name: str, *, browse: bool = False) -> None:
     """`runway-archiver status` of the demo's archive, as a user would run it next; then where to look next
     (or, with `demo --browse`, the archive in the browser while the embedded AWS stays up)."""
-    from .stack.status import archive_status
+    from ..stack.status import archive_status
 
     resources = StackResources.find(session, stack_name)
     now = datetime.now(UTC)
@@ -245,15 +245,15 @@ def _status(session: boto3.session.Session, stack_name: str, *, browse: bool = F
         "`.venv/bin/runway-archiver track|run|list|show|status|browse` works against it (docs/operations.md)."
     )
     if browse:
-        from .browse import serve_stack
+        from ..browse import serve_stack
 
         serve_stack(session, stack_name)
 
 
 def _manifest_and_verify(session: boto3.session.Session, stack_name: str, task_id: str) -> bool:
     """The archive on its own: one task's manifest beside its files, then `runway-archiver verify --all`."""
-    from .stack.archive import Archive, StackResources
-    from .stack.operations import archived_task_ids, verify_task
+    from ..stack.archive import Archive, StackResources
+    from ..stack.operations import archived_task_ids, verify_task
 
     resources = StackResources.find(session, stack_name)
     archive = Archive(session, resources.table_name, resources)

@@ -322,7 +322,7 @@ class FeedEmulator:
 
     def call_back(self, task_id: str, url: str) -> tuple[int, str]:
         """Finish the task and POST its `data` object to `url`, as the provider's callback does."""
-        from .local_function_url import post_json
+        from .function_url import post_json
 
         return post_json(url, self.finish(task_id))
 

@@ -22,15 +22,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .local_aws import QUIET, LocalLambdaContext, MotoServer, deploy, patched_environ
-from .local_queue import drain
+from .deploy import QUIET, LocalLambdaContext, MotoServer, deploy, patched_environ
+from .queue import drain
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
     import boto3
 
-    from .stack.archive import Archive, FunctionConfiguration
+    from ..stack.archive import Archive, FunctionConfiguration
 
 LOCAL_STACK = "runway-archiver-local"
 LOCAL_RUNWAY_STACK = "runway-archiver-local-runway"  # the same template with Provider=runway

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-SAMPLES = Path(__file__).resolve().parents[2] / "events" / "feed"
+SAMPLES = Path(__file__).resolve().parents[3] / "events" / "feed"
 UNKNOWN_WORD = "mystery_state"  # what an `unknown` step says, in every family
 
 

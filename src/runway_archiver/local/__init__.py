@@ -1,0 +1,10 @@
+"""The archiver on this machine, without an AWS account: the embedded AWS, the template deployed
+into it, the providers emulated, and what Lambda does around the functions, played in-process.
+
+- `deploy`: the embedded AWS (DynamoDB Local + moto_server) and template.yaml deployed into it;
+- `moto_serialized`: moto's server, one request at a time;
+- `emulator` (with `emulated_families`): the providers' task APIs and their CDN on 127.0.0.1;
+- `queue`, `function_url`: the worker's SQS trigger and the callback's function URL, played locally;
+- `run`: `runway-archiver run` against the embedded AWS, and `runway-archiver local`;
+- `demo`: `make demo`.
+"""
