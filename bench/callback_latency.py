@@ -23,8 +23,9 @@ from datetime import UTC, datetime, timedelta
 import boto3
 
 from runway_archiver.consumer import subscribe_queue, wait_for_event
-from runway_archiver.local.deploy import SILENT, LocalLambdaContext, MotoServer, deploy, patched_environ
+from runway_archiver.local.deploy import deploy
 from runway_archiver.local.emulator import FeedEmulator
+from runway_archiver.local.engines import SILENT, LocalLambdaContext, MotoServer, patched_environ
 from runway_archiver.local.function_url import LocalFunctionUrl
 from runway_archiver.local.queue import drain
 from runway_archiver_lambda.tasks import TaskStore

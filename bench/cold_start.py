@@ -23,7 +23,7 @@ from typing import Any
 
 import boto3
 
-from runway_archiver.local.deploy import SILENT, LocalLambdaContext, patched_environ
+from runway_archiver.local.engines import SILENT, LocalLambdaContext, patched_environ
 
 from .harness import Figure, local_archive
 

@@ -17,18 +17,17 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 
-from runway_archiver.local.deploy import (
+from runway_archiver.local.deploy import DeployedStack, deploy
+from runway_archiver.local.emulator import FeedEmulator
+from runway_archiver.local.engines import (
     DYNAMODB_LOCAL,
     SILENT,
-    DeployedStack,
     DynamoDBLocal,
     LocalLambdaContext,
     MotoServer,
-    deploy,
     patched_environ,
     uses_dynamodb_local,
 )
-from runway_archiver.local.emulator import FeedEmulator
 from runway_archiver_lambda.clock import iso_utc
 
 if TYPE_CHECKING:

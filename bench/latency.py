@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from runway_archiver.consumer import subscribe_queue, wait_for_event
-from runway_archiver.local.deploy import SILENT
+from runway_archiver.local.engines import SILENT
 from runway_archiver_lambda.config import Settings
 from runway_archiver_lambda.lifecycle import poll_delay
 
@@ -50,7 +50,7 @@ def measure(mib: int = 64, cdn_mib_per_second: float = 200.0) -> tuple[Figure, d
         if summary["archived"] != 1:
             raise RuntimeError(f"the second run did not archive the task: {summary}")
         # The floor: the same copy alone, as the deployed function wires it.
-        from runway_archiver.local.deploy import patched_environ
+        from runway_archiver.local.engines import patched_environ
 
         with patched_environ({**archive.stack.function_environment, **SILENT}):
             from runway_archiver_lambda.wiring import build_poller

@@ -42,7 +42,7 @@ def worker_process(queue_url: str) -> None:
     """One worker instance: drain until a receive comes back empty, print what it did."""
     import boto3
 
-    from runway_archiver.local.deploy import LocalLambdaContext
+    from runway_archiver.local.engines import LocalLambdaContext
     from runway_archiver.local.queue import drain
     from runway_archiver_lambda.handlers import worker
 

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import yaml
 
-from runway_archiver.local.deploy import REPO_ROOT, load_template
+from runway_archiver.local.deploy import load_template
+from runway_archiver.local.engines import REPO_ROOT
 
 PLATFORMS = {"arm64": "aarch64-manylinux2014", "x86_64": "x86_64-manylinux2014"}
 

@@ -17,14 +17,9 @@ import urllib3
 from moto import mock_aws
 from moto.core.config import default_user_config
 
-from runway_archiver.local.deploy import (
-    FAKE_CREDENTIALS,
-    DeployedStack,
-    DynamoDBLocal,
-    deploy,
-    uses_dynamodb_local,
-)
+from runway_archiver.local.deploy import DeployedStack, deploy
 from runway_archiver.local.emulator import FeedEmulator
+from runway_archiver.local.engines import FAKE_CREDENTIALS, DynamoDBLocal, uses_dynamodb_local
 from tests.support.archive import Archive, minutes_after_base, subscribed_archive
 from tests.support.policy_guard_plugin import (  # noqa: F401 - every AWS call judged as AWS would
     aws_refusals_fail_the_test,

@@ -12,7 +12,7 @@ import time
 import urllib.request
 
 from runway_archiver.local.demo import DEMO_TASKS, FAMILY_TASKS, LOG_FILE, RUNWAY_STACK_GATEWAY_TASKS
-from runway_archiver.local.deploy import REPO_ROOT
+from runway_archiver.local.engines import REPO_ROOT
 
 
 def test_the_demo_archives_every_task_and_announces_each_once() -> None:

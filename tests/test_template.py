@@ -15,7 +15,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from runway_archiver.local.deploy import FAKE_CREDENTIALS, REPO_ROOT, DeployedStack, deploy, load_template, transform
+from runway_archiver.local.deploy import DeployedStack, deploy, load_template, transform
+from runway_archiver.local.engines import FAKE_CREDENTIALS, REPO_ROOT
 
 from .aws_model import ACCOUNT, Principal, Request, Stack, decide, rules_refusing
 

@@ -138,7 +138,7 @@ INTERRUPTED = {
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from .local.deploy import EmbeddedAwsError
+    from .local.engines import EmbeddedAwsError
 
     try:
         if args.command == "demo":

@@ -28,8 +28,9 @@ from typing import Any
 import boto3
 import pytest
 
-from runway_archiver.local.deploy import FAKE_CREDENTIALS, DynamoDBLocal, MotoServer, deploy, load_template
+from runway_archiver.local.deploy import deploy, load_template
 from runway_archiver.local.emulator import FeedEmulator, media_sha256
+from runway_archiver.local.engines import FAKE_CREDENTIALS, DynamoDBLocal, MotoServer
 from runway_archiver_lambda.clock import iso_utc
 from tests.artefact.lambda_bootstrap import RESULT_MARK, SDK_MARK
 from tests.support.archive import Archive, subscribed_archive

@@ -14,8 +14,9 @@ from typing import Any
 import boto3
 import pytest
 
-from runway_archiver.local.deploy import DynamoDBLocal, MotoServer, deploy
+from runway_archiver.local.deploy import deploy
 from runway_archiver.local.emulator import FeedEmulator
+from runway_archiver.local.engines import DynamoDBLocal, MotoServer
 from tests.support.archive import Archive, subscribed_archive
 from tests.support.samples import API_KEY
 

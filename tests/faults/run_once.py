@@ -12,7 +12,7 @@ import os
 import sys
 import time
 
-from runway_archiver.local.deploy import LocalLambdaContext
+from runway_archiver.local.engines import LocalLambdaContext
 from runway_archiver_lambda.handlers import poller
 
 

@@ -8,8 +8,8 @@ from decimal import Decimal
 
 import pytest
 
-from runway_archiver.local.deploy import free_port
 from runway_archiver.local.emulator import Fault, FeedEmulator
+from runway_archiver.local.engines import free_port
 from tests.support.archive import Archive
 from tests.support.samples import API_KEY
 

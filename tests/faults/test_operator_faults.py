@@ -15,8 +15,9 @@ from typing import Any
 import boto3
 import pytest
 
-from runway_archiver.local.deploy import DynamoDBLocal, MotoServer, deploy, patched_environ
+from runway_archiver.local.deploy import deploy
 from runway_archiver.local.emulator import FeedEmulator
+from runway_archiver.local.engines import DynamoDBLocal, MotoServer, patched_environ
 from tests.integration.test_cli import STACK, Cli
 from tests.support.samples import API_KEY
 

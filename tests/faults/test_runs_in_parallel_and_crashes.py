@@ -14,8 +14,8 @@ from pathlib import Path
 import boto3
 import pytest
 
-from runway_archiver.local.deploy import SILENT
 from runway_archiver.local.emulator import Fault, FeedEmulator
+from runway_archiver.local.engines import SILENT
 from tests.support.archive import Archive
 
 Minutes = Callable[[int], str]

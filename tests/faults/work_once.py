@@ -16,7 +16,7 @@ from pathlib import Path
 
 import boto3
 
-from runway_archiver.local.deploy import LocalLambdaContext
+from runway_archiver.local.engines import LocalLambdaContext
 from runway_archiver.local.queue import Drained, drain
 from runway_archiver_lambda.handlers import worker
 from runway_archiver_lambda.wiring import build_poller

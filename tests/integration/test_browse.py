@@ -21,8 +21,9 @@ import boto3
 import pytest
 
 from runway_archiver.browse import PAGE_SIZE
-from runway_archiver.local.deploy import REPO_ROOT, DynamoDBLocal, MotoServer, deploy, free_port, patched_environ
+from runway_archiver.local.deploy import deploy
 from runway_archiver.local.emulator import Fault, FeedEmulator
+from runway_archiver.local.engines import REPO_ROOT, DynamoDBLocal, MotoServer, free_port, patched_environ
 from tests.support.browser import CLIP, chromium, png
 from tests.support.samples import API_KEY
 

@@ -17,15 +17,9 @@ from typing import Any
 import boto3
 import pytest
 
-from runway_archiver.local.deploy import (
-    DeployedStack,
-    DynamoDBLocal,
-    MotoServer,
-    deploy,
-    patched_environ,
-    uses_dynamodb_local,
-)
+from runway_archiver.local.deploy import DeployedStack, deploy
 from runway_archiver.local.emulator import FeedEmulator
+from runway_archiver.local.engines import DynamoDBLocal, MotoServer, patched_environ, uses_dynamodb_local
 from tests.support.samples import API_KEY
 
 pytestmark = pytest.mark.slow
@@ -282,7 +276,7 @@ def test_a_bad_status_is_refused_by_the_parser(cli: Cli) -> None:
 
 
 def test_local_keeps_an_embedded_archive_up_for_the_other_commands() -> None:
-    from runway_archiver.local.deploy import free_port
+    from runway_archiver.local.engines import free_port
 
     port, feed_port, dynamodb_port = free_port(), free_port(), free_port()
     ports = ["--port", str(port), "--feed-port", str(feed_port), "--dynamodb-port", str(dynamodb_port)]

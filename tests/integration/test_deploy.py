@@ -15,7 +15,8 @@ import pytest
 from moto import mock_aws
 from scripts import put_api_key
 
-from runway_archiver.local.deploy import REPO_ROOT, load_template
+from runway_archiver.local.deploy import load_template
+from runway_archiver.local.engines import REPO_ROOT
 
 README = (REPO_ROOT / "README.md").read_text()
 DEPLOYMENT = (REPO_ROOT / "docs/configuration-and-deployment.md").read_text()

@@ -15,16 +15,9 @@ import pytest
 from moto import mock_aws
 from moto.core.config import default_user_config
 
-from runway_archiver.local.deploy import (
-    DYNAMODB_SWITCH,
-    DeployedStack,
-    DynamoDBLocal,
-    MotoServer,
-    deploy,
-    load_template,
-    patched_environ,
-)
+from runway_archiver.local.deploy import DeployedStack, deploy, load_template
 from runway_archiver.local.emulator import FeedEmulator
+from runway_archiver.local.engines import DYNAMODB_SWITCH, DynamoDBLocal, MotoServer, patched_environ
 from tests.support.samples import API_KEY
 
 pytestmark = pytest.mark.slow

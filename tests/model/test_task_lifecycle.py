@@ -56,8 +56,8 @@ from hypothesis.stateful import (
 from moto.core.model_instances import reset_model_data
 
 from runway_archiver.consumer import receive_events
-from runway_archiver.local.deploy import LocalLambdaContext
 from runway_archiver.local.emulator import DIALECTS, FeedEmulator, media_sha256
+from runway_archiver.local.engines import LocalLambdaContext
 from runway_archiver.local.queue import drain
 from runway_archiver.register import register_tasks
 from runway_archiver.stack.archive import Archive as Operated

@@ -17,7 +17,8 @@ import boto3
 import pytest
 
 from runway_archiver.consumer import receive_events, subscribe_queue
-from runway_archiver.local.deploy import DeployedStack, LocalLambdaContext
+from runway_archiver.local.deploy import DeployedStack
+from runway_archiver.local.engines import LocalLambdaContext
 from runway_archiver.local.queue import Drained, drain
 from runway_archiver_lambda.clock import iso_utc
 

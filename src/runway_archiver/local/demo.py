@@ -34,8 +34,9 @@ from runway_archiver_lambda.clock import iso_utc
 from ..consumer import all_ended, receive_events, subscribe_queue
 from ..register import register_tasks
 from ..stack.archive import Archive, StackResources, summary_line
-from .deploy import QUIET, LocalLambdaContext, MotoServer, deploy, patched_environ
+from .deploy import deploy
 from .emulator import FeedEmulator
+from .engines import QUIET, LocalLambdaContext, MotoServer, patched_environ
 from .function_url import LocalFunctionUrl
 from .queue import drain
 from .run import FunctionOutput

@@ -22,7 +22,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .deploy import QUIET, LocalLambdaContext, MotoServer, deploy, patched_environ
+from .deploy import deploy
+from .engines import QUIET, LocalLambdaContext, MotoServer, patched_environ
 from .queue import drain
 
 if TYPE_CHECKING:
