@@ -42,16 +42,13 @@ from runway_archiver_lambda.clock import iso_utc
 from runway_archiver_lambda.feed.family import DEFAULT_FAMILY
 from runway_archiver_lambda.tasks import ARCHIVED, EXPIRED, FAILED
 
-from .cli_support import explain, link_seconds, open_archive
-from .stack.archive import Archive, OperatorError, StackResources
+from .stack.archive import Archive, OperatorError, StackResources, explain
 
 if TYPE_CHECKING:
-    import argparse
     from collections.abc import Callable, Mapping
 
     import boto3
 
-    from .cli_support import Output
 
 RECENT_INDEX = "recent-index"  # template.yaml: status (HASH), completed_at (RANGE), keys only
 BROWSABLE = (ARCHIVED, FAILED, EXPIRED)  # the statuses that carry completed_at
@@ -749,31 +746,7 @@ def _handler_for(server: BrowseServer) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-# -- the command --------------------------------------------------------------------------------
-def add_browse_command(commands: Any, common: argparse.ArgumentParser) -> None:
-    browse = commands.add_parser(
-        "browse",
-        parents=[common],
-        help="a page in your browser (served on 127.0.0.1 only): the archived tasks newest first, filters, "
-        "each task's video and manifest",
-    )
-    browse.add_argument("--port", type=int, default=0, help="the page's port on 127.0.0.1 (default: a free one)")
-    browse.add_argument("--no-open", action="store_true", help="print the page's address, do not open a browser")
-    browse.add_argument(
-        "--link-seconds",
-        type=link_seconds,
-        default=LINK_SECONDS,
-        help=f"how long the page's presigned media links work (default {LINK_SECONDS}; reload for fresh ones)",
-    )
-
-
-def browse_command(args: argparse.Namespace, out: Output) -> int:
-    archive, session = open_archive(args)
-    browser = Browser.for_stack(session, archive.resources, args.link_seconds)
-    return serve(browser, port=args.port, open_browser=not args.no_open, out=out)
-
-
-def serve(browser: Browser, *, port: int = 0, open_browser: bool = True, out: Output | None = None) -> int:
+def serve(browser: Browser, *, port: int = 0, open_browser: bool = True, as_json: bool = False) -> int:
     """Serve the page until Ctrl-C (or SIGTERM); open it in a browser when there is one."""
     import signal
 
@@ -783,7 +756,7 @@ def serve(browser: Browser, *, port: int = 0, open_browser: bool = True, out: Ou
         f"browsing stack {browser.stack_name} at {server.url} (only from this machine; media links work "
         f"{browser.link_seconds} s from each page load). Ctrl-C stops."
     )
-    if out is not None and out.as_json:
+    if as_json:
         print(json.dumps(where), flush=True)
     else:
         print(line, flush=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, NoCredentialsError, NoRegionError
 
 from runway_archiver_lambda.clock import iso_utc
 from runway_archiver_lambda.tasks import (
@@ -68,6 +68,18 @@ THROTTLE_PAUSES = (5, 10, 20, 40, 60)
 
 class OperatorError(Exception):
     """A request the archive cannot carry out, said in one line."""
+
+
+def explain(exc: Exception) -> str:
+    """Why a request to the archive failed (an OperatorError, or AWS's answer), in one line a user can act on."""
+    if isinstance(exc, NoCredentialsError):
+        return "no AWS credentials: configure a profile (--profile) or the AWS_* variables"
+    if isinstance(exc, NoRegionError):
+        return "no AWS region: pass --region or set AWS_DEFAULT_REGION"
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        return f"{exc.operation_name}: {error.get('Code')}: {error.get('Message')}"
+    return str(exc)
 
 
 def default_stack_name(directory: Path | None = None) -> str:

@@ -20,11 +20,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 from runway_archiver_lambda.clock import iso_utc
 from runway_archiver_lambda.feed import DEFAULT_FAMILY, known_families
 
-from .archive_cli import ARCHIVE_COMMANDS, add_archive_commands
-from .browse import add_browse_command, browse_command
-from .cli_support import PROG, STACK_VARIABLE, Output, explain, fail, link_seconds, open_archive, positive
-from .register import UnknownProvider, checked_provider, invalid_task_ids, register_tasks
-from .stack.archive import EPOCH_ATTRIBUTES, STATUSES, OperatorError, summary_line
+from ..register import UnknownProvider, checked_provider, invalid_task_ids, register_tasks
+from ..stack.archive import EPOCH_ATTRIBUTES, STATUSES, OperatorError, explain, summary_line
+from .archive_commands import ARCHIVE_COMMANDS, add_archive_commands
+from .browse_command import add_browse_command, browse_command
+from .output import PROG, STACK_VARIABLE, Output, fail, link_seconds, open_archive, positive
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
@@ -104,8 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument("--feed-port", type=int, default=5056, help="the feed emulator's port (default 5056)")
     local.add_argument("--dynamodb-port", type=int, default=5057, help="DynamoDB Local's port (default 5057)")
 
-    add_archive_commands(commands, common)  # verify, export, forget (archive_cli.py)
-    add_browse_command(commands, common)  # browse (browse.py)
+    add_archive_commands(commands, common)  # verify, export, forget (archive_commands.py)
+    add_browse_command(commands, common)  # browse (browse_command.py)
 
     demo = commands.add_parser("demo", help="run the archiver locally against emulated AWS and feed (make demo)")
     demo.add_argument("--quiet", action="store_true", help="print only the final report")
@@ -138,15 +138,15 @@ INTERRUPTED = {
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from .local.engines import EmbeddedAwsError
+    from ..local.engines import EmbeddedAwsError
 
     try:
         if args.command == "demo":
-            from .local.demo import run_demo
+            from ..local.demo import run_demo
 
             return run_demo(verbose=not args.quiet, browse=args.browse)
         if args.command == "local":
-            from .local.run import serve_local
+            from ..local.run import serve_local
 
             return serve_local(args.port, args.feed_port, args.dynamodb_port)
     except EmbeddedAwsError as exc:
@@ -314,7 +314,7 @@ def _run(args: argparse.Namespace, out: Output) -> int:
     progress = _progress(poller.timeout_seconds, show_progress)
     with progress:
         if emulated:
-            from .local.run import run_in_process
+            from ..local.run import run_in_process
 
             summary = run_in_process(archive, session, scheduled_time, poller)
         else:
@@ -358,7 +358,7 @@ def _next_due_line(next_due: int | None) -> str:
 
 
 def _status(args: argparse.Namespace, out: Output) -> int:
-    from .stack.status import archive_status
+    from ..stack.status import archive_status
 
     archive, session = open_archive(args)
     now = datetime.now(UTC)
@@ -414,7 +414,3 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Output], int]] = {
     **ARCHIVE_COMMANDS,
     "browse": browse_command,
 }
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,7 +1,9 @@
-"""What every `runway-archiver` command shares: its output, its one-line errors, and the stack it works on.
+"""What every `runway-archiver` command shares: its output (text or --json), its one-line errors,
+its argument types and the stack it works on.
 
-`cli.py` parses and dispatches; the commands that live in modules of their own (`archive_cli.py`,
-`browse.py`) take these from here, so none of them needs the module that dispatches to it.
+The package's `__init__` parses and dispatches; the commands that live in modules of their own
+(`archive_commands`, `browse_command`) take these from here, so none of them needs the module
+that dispatches to it.
 """
 
 from __future__ import annotations
@@ -12,9 +14,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError, NoCredentialsError, NoRegionError
-
-from .stack.archive import MAX_LINK_SECONDS, Archive, OperatorError, StackResources, default_stack_name
+from ..stack.archive import MAX_LINK_SECONDS, Archive, OperatorError, StackResources, default_stack_name
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -43,18 +43,6 @@ def fail(message: str, code: int = 1) -> int:
     """Say what went wrong on one line of stderr; `code` is the exit status to return."""
     print(f"{PROG}: {message}", file=sys.stderr)
     return code
-
-
-def explain(exc: Exception) -> str:
-    """One line a user can act on."""
-    if isinstance(exc, NoCredentialsError):
-        return "no AWS credentials: configure a profile (--profile) or the AWS_* variables"
-    if isinstance(exc, NoRegionError):
-        return "no AWS region: pass --region or set AWS_DEFAULT_REGION"
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        return f"{exc.operation_name}: {error.get('Code')}: {error.get('Message')}"
-    return str(exc)
 
 
 def positive(text: str) -> int:

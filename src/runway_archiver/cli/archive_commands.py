@@ -1,4 +1,4 @@
-"""The CLI's archive verbs: `verify`, `export` and `forget`; the work is in stack.operations."""
+"""The CLI's archive verbs: `verify`, `export` and `forget`; the work is in `runway_archiver.stack.operations`."""
 
 from __future__ import annotations
 
@@ -6,9 +6,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .cli_support import PROG, fail, open_archive
-from .stack.archive import STATUSES, OperatorError
-from .stack.operations import (
+from ..stack.archive import STATUSES, OperatorError
+from ..stack.operations import (
     DELETED,
     DELETED_AFTER_ANNOUNCEMENT,
     VERIFY_RESULTS,
@@ -18,12 +17,13 @@ from .stack.operations import (
     verify_task,
     write_export,
 )
+from .output import PROG, fail, open_archive
 
 if TYPE_CHECKING:
     import argparse
     from collections.abc import Callable, Iterator
 
-    from .cli_support import Output
+    from .output import Output
 
 
 def add_archive_commands(commands: Any, common: argparse.ArgumentParser) -> None:
