@@ -20,7 +20,7 @@ from typing import Any
 import boto3
 import pytest
 
-from runway_archiver.browse import PAGE_SIZE
+from runway_archiver.browse.model import PAGE_SIZE
 from runway_archiver.local.deploy import deploy
 from runway_archiver.local.emulator import Fault, FeedEmulator
 from runway_archiver.local.engines import REPO_ROOT, DynamoDBLocal, MotoServer, free_port, patched_environ

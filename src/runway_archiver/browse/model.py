@@ -42,7 +42,7 @@ from runway_archiver_lambda.clock import iso_utc
 from runway_archiver_lambda.feed.family import DEFAULT_FAMILY
 from runway_archiver_lambda.tasks import ARCHIVED, EXPIRED, FAILED
 
-from .stack.archive import Archive, OperatorError, StackResources, explain
+from ..stack.archive import Archive, OperatorError, StackResources, explain
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -69,7 +69,7 @@ CARD_ATTRIBUTES = (
     "error",
     "prompt",
 )
-STATIC = Path(__file__).with_name("browse_static")
+STATIC = Path(__file__).with_name("static")
 STATIC_FILES = {"browse.css": "text/css; charset=utf-8", "browse.js": "text/javascript; charset=utf-8"}
 LOOPBACK = "127.0.0.1"
 # A page served from a thread (the demo, the tests) stops within 50 ms of close(), not http.server's 0.5 s.
