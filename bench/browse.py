@@ -22,7 +22,8 @@ from typing import Any
 
 import boto3
 
-from runway_archiver.browse.model import PAGE_SIZE, Browser, BrowseServer
+from runway_archiver.browse.model import PAGE_SIZE, Browser
+from runway_archiver.browse.server import BrowseServer
 from runway_archiver.stack.archive import Archive, StackResources
 
 from .discovery import DynamoCalls

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..browse.model import LINK_SECONDS, Browser, serve
+from ..browse.model import LINK_SECONDS, Browser
+from ..browse.server import serve
 from .output import link_seconds, open_archive
 
 if TYPE_CHECKING:

@@ -246,7 +246,7 @@ def _status(session: boto3.session.Session, stack_name: str, *, browse: bool = F
         "`.venv/bin/runway-archiver track|run|list|show|status|browse` works against it (docs/operations.md)."
     )
     if browse:
-        from ..browse.model import serve_stack
+        from ..browse.server import serve_stack
 
         serve_stack(session, stack_name)
 
