@@ -1,6 +1,6 @@
 """Faults in the middle of `forget`: an erasure cut short (S3 refusing the deletes), a run writing the
 task between forget's read and its tombstone. Driven through the operator's own code (the
-archive_ops functions the CLI calls) against the deployed template; the poller publishes the event."""
+stack.operations functions the CLI calls) against the deployed template; the poller publishes the event."""
 
 from __future__ import annotations
 
