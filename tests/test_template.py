@@ -107,6 +107,8 @@ def test_a_provider_runway_stack_holds_the_gateways_key_in_a_second_secret_its_f
         "Description": TEMPLATE["Outputs"]["GatewayApiKeySecretArn"]["Description"],
         "Value": {"Ref": "GatewayApiKeySecret"},
     }
+    described = " ".join(str(resources["ApiKeySecret"]["Properties"]["Description"]).split())
+    assert described.startswith("Runway API key" if direct else "CometAPI key"), described  # whose key to put
     api_key = str(stack.ref("ApiKeySecret"))
     gateway = str(Stack(expanded, {"Provider": "runway"}).ref("GatewayApiKeySecret"))
     assert api_key != gateway
