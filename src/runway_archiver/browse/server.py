@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from ..background_server import serve_in_background
 from ..stack.archive import OperatorError, StackResources, explain
 from .model import LINK_SECONDS, BrowseError, Browser, Filters
 from .render import render_error, render_grid, render_task
@@ -31,8 +32,6 @@ if TYPE_CHECKING:
 STATIC = Path(__file__).with_name("static")
 STATIC_FILES = {"browse.css": "text/css; charset=utf-8", "browse.js": "text/javascript; charset=utf-8"}
 LOOPBACK = "127.0.0.1"
-# A page served from a thread (the demo, the tests) stops within 50 ms of close(), not http.server's 0.5 s.
-STOP_POLL_SECONDS = 0.05
 
 
 def _origins(markup: str) -> str:
@@ -84,14 +83,11 @@ class BrowseServer:
     def url(self) -> str:
         return f"http://{LOOPBACK}:{self.port}/"
 
-    def serve_forever(self, poll_interval: float = 0.5) -> None:
-        self._server.serve_forever(poll_interval)
+    def serve_forever(self) -> None:
+        self._server.serve_forever()
 
     def __enter__(self) -> BrowseServer:
-        self._thread = threading.Thread(
-            target=self.serve_forever, args=(STOP_POLL_SECONDS,), name="browse", daemon=True
-        )
-        self._thread.start()
+        self._thread = serve_in_background(self._server, "browse")
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -30,6 +30,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
+from ..background_server import serve_in_background
 from . import emulated_families
 from .emulated_families import Route, route_of
 
@@ -62,9 +63,6 @@ RUNWAY_API_VERSION = "2024-11-06"
 CONTENT_TYPES = {".mp4": "video/mp4", ".png": "image/png", ".jpg": "image/jpeg", ".webp": "image/webp"}
 FAMILIES = ("runway", *emulated_families.FAMILIES)
 _BLOCK = 1024 * 1024
-# How often a server thread looks for a stop request: http.server's 0.5 s made every stop of the
-# emulator's three servers take up to 1.5 s (most of a test's teardown); a wake-up every 50 ms costs nothing.
-STOP_POLL_SECONDS = 0.05
 _PIECE = 64 * 1024
 
 
@@ -247,18 +245,9 @@ class FeedEmulator:
         return server is self._runway
 
     def start(self) -> FeedEmulator:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(STOP_POLL_SECONDS,), name="feed-emulator", daemon=True
-        )
-        self._thread.start()
-        self._cdn_thread = threading.Thread(
-            target=self._cdn.serve_forever, args=(STOP_POLL_SECONDS,), name="feed-emulator-cdn", daemon=True
-        )
-        self._cdn_thread.start()
-        self._runway_thread = threading.Thread(
-            target=self._runway.serve_forever, args=(STOP_POLL_SECONDS,), name="runway-api", daemon=True
-        )
-        self._runway_thread.start()
+        self._thread = serve_in_background(self._server, "feed-emulator")
+        self._cdn_thread = serve_in_background(self._cdn, "feed-emulator-cdn")
+        self._runway_thread = serve_in_background(self._runway, "runway-api")
         return self
 
     def stop(self) -> None:

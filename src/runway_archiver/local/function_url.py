@@ -15,12 +15,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
+from ..background_server import serve_in_background
+
 if TYPE_CHECKING:
     from collections.abc import Callable
-
-# A server thread looks for a stop request this often (http.server's own 0.5 s made every stop slow),
-# as the emulator's and the browse page's do.
-STOP_POLL_SECONDS = 0.05
 
 
 class LocalFunctionUrl:
@@ -46,10 +44,7 @@ class LocalFunctionUrl:
         return f"http://{host!s}:{port}/"
 
     def __enter__(self) -> LocalFunctionUrl:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(STOP_POLL_SECONDS,), name="function-url", daemon=True
-        )
-        self._thread.start()
+        self._thread = serve_in_background(self._server, "function-url")
         return self
 
     def __exit__(self, *exc: object) -> None:
